@@ -1,0 +1,188 @@
+"""The ``crackbench`` command line. It parses arguments and dispatches; the work lives in the
+library modules, imported lazily so ``crackbench data audit`` never loads TensorFlow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+
+EXIT_USAGE = 2
+EXIT_DATA = 1
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def _emit(obj, as_json: bool, text) -> None:
+    if as_json:
+        json.dump(obj, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        text()
+
+
+# ---------------------------------------------------------------- data
+def cmd_data_audit(args) -> int:
+    from .dataset import scan_dataset
+
+    ds = scan_dataset(args.source, max_pixels=args.max_pixels, strict=args.strict, n_jobs=args.jobs)
+    summary = ds.summary()
+    dups = ds.duplicate_groups()
+    conflicts = ds.label_conflicts()
+    not_used = [r for r in ds.records if r.status != "used"]
+    payload = {
+        **summary,
+        "not_used": [{"path": r.rel, "status": r.status, "reason": r.reason, "detail": r.detail}
+                     for r in not_used],
+        "duplicate_group_list": [[r.rel for r in g] for g in dups],
+        "label_conflict_list": [[f"{r.rel} ({r.label})" for r in g] for g in conflicts],
+    }
+
+    def text():
+        print(f"dataset  {summary['root']} ({summary['source']}, {len(ds.classes)} classes)")
+        print(f"files    {summary['files']}  used {summary['used']}  skipped {summary['skipped']}  "
+              f"ignored {summary['ignored']}")
+        print()
+        _print_table([{"class": c, "images": n} for c, n in summary["classes"].items()], ["class", "images"])
+        empty = [c for c, n in summary["classes"].items() if n == 0]
+        if empty:
+            print(f"warning: class folders with no usable image: {', '.join(empty)}")
+        print()
+        sizes = list(summary["sizes"].items())
+        print("sizes    " + ", ".join(f"{s} ({n})" for s, n in sizes[:8])
+              + (f", ... {len(sizes) - 8} more" if len(sizes) > 8 else ""))
+        print(f"exact duplicates  {summary['duplicate_groups']} groups, {summary['duplicate_files']} files "
+              f"({summary['redundant_copies']} redundant copies)")
+        print(f"label conflicts   {summary['label_conflicts']}")
+        for g in conflicts:
+            print("  conflict: " + ", ".join(f"{r.rel} ({r.label})" for r in g))
+        shown = dups if args.all else dups[:10]
+        for g in shown:
+            print("  duplicates: " + ", ".join(r.rel for r in g))
+        if len(shown) < len(dups):
+            print(f"  ... {len(dups) - len(shown)} more groups (--all lists them, --json gives everything)")
+        if not_used:
+            print()
+            _print_table([{"status": r.status, "reason": r.reason, "path": r.rel, "detail": r.detail}
+                          for r in not_used], ["status", "reason", "path", "detail"])
+
+    _emit(payload, args.json, text)
+    return 0
+
+
+def cmd_data_split(args) -> int:
+    from .dataset import scan_dataset
+    from .manifest import split_dataset, write_manifest
+
+    ds = scan_dataset(args.source, max_pixels=args.max_pixels, strict=args.strict, n_jobs=args.jobs)
+    frame = split_dataset(ds, val=args.val, test=args.test, seed=args.seed, group_by=args.group_by)
+    out = write_manifest(frame, args.out)
+    not_used = ds.to_frame().query("status != 'used'")[["rel", "status", "reason", "detail"]]
+    side = out.with_name(out.stem + ".skipped.csv")
+    not_used.rename(columns={"rel": "path"}).to_csv(side, index=False, lineterminator="\n")
+    counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0)
+    counts = counts.reindex(["train", "val", "test"], fill_value=0)
+    rows = [{"split": s, **{lab: int(n) for lab, n in counts.loc[s].items()},
+             "total": int(counts.loc[s].sum())} for s in counts.index]
+    payload = {"manifest": str(out), "skipped_list": str(side), "seed": args.seed, "splits": rows,
+               "groups": int(frame["group"].nunique()), "not_used": len(not_used),
+               "group_by_unmatched": frame.attrs.get("unmatched", 0)}
+
+    def text():
+        _print_table(rows, ["split", *map(str, counts.columns), "total"])
+        print(f"groups {payload['groups']} (exact duplicates and --group-by groups never straddle splits)")
+        if payload["group_by_unmatched"]:
+            print(f"warning: {payload['group_by_unmatched']} file names did not match --group-by; "
+                  f"each is its own group")
+        print(f"wrote {out}; {len(not_used)} files not used, listed in {side}")
+
+    _emit(payload, args.json, text)
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from .synthetic import make_synthetic_dataset
+
+    out = make_synthetic_dataset(args.out, args.n, seed=args.seed, size=args.size)
+    print(f"wrote {args.n} synthetic images to {out} (Positive/, Negative/)")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def _add_scan_options(p: argparse.ArgumentParser) -> None:
+    from .imageio import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--strict", action="store_true", help="fail on the first unusable image instead of "
+                   "skipping and recording it")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="skip images with more pixels than this (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=-1, help="parallel workers (default: all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crackbench",
+        description="Concrete-crack image classification benchmarks: handcrafted features + classical ML "
+        "beside a reference CNN.")
+    parser.add_argument("--version", action="version", version=f"crackbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="inspect, split and generate datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+
+    p = dsub.add_parser("audit", help="count images per class, sizes, unusable files, duplicates, "
+                        "label conflicts")
+    p.add_argument("source", help="dataset folder (one sub-folder per class) or CSV with path,label")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--all", action="store_true", help="list every duplicate group")
+    _add_scan_options(p)
+    p.set_defaults(func=cmd_data_audit)
+
+    p = dsub.add_parser("split", help="write the train/val/test split manifest every model shares")
+    p.add_argument("source", help="dataset folder or CSV")
+    p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default %(default)s)")
+    p.add_argument("--val", type=float, default=0.15, help="validation fraction (default %(default)s)")
+    p.add_argument("--test", type=float, default=0.15, help="test fraction (default %(default)s)")
+    p.add_argument("--group-by", metavar="REGEX", help="regular expression on the file name giving a group "
+                   "id; a group never straddles splits (SDNET2018: '^([^-]+)-')")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_scan_options(p)
+    p.set_defaults(func=cmd_data_split)
+
+    p = dsub.add_parser("synth", help="generate the synthetic crack dataset (Mendeley layout)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--n", type=int, default=2000,
+                   help="number of images, half per class (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default %(default)s)")
+    p.add_argument("--size", type=int, default=227, help="side length in pixels (default %(default)s)")
+    p.set_defaults(func=cmd_data_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .dataset import DataError
+    from .imageio import ImageError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ImageError, FileNotFoundError, ValueError) as exc:
+        print(f"crackbench: error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        print("crackbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

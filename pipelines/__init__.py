@@ -1,0 +1,1 @@
+"""crackbench.pipelines"""
