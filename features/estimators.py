@@ -1,0 +1,190 @@
+"""scikit-learn transformers wrapping the feature kernels (modelled on ``PatchExtractor``).
+
+Each takes a stack ``(n, h, w)`` / ``(n, h, w, 3)`` or a list of differently sized images,
+learns nothing in ``fit``, and returns a float32 array ``(n, n_features)`` from ``transform``.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import FeatureUnion
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._edges import edge_feature_names, edge_features
+from ._hog import hog, hog_output_length
+from ._lbp import local_binary_pattern, n_lbp_codes
+from ._validation import check_images
+
+__all__ = ["EdgeFeatures", "HOGFeatures", "LBPFeatures", "combined_features"]
+
+
+class _ImageFeatures(TransformerMixin, BaseEstimator):
+    """Shared behaviour: stateless fit, validation, per-image loop, names."""
+
+    def fit(self, X, y=None):
+        """Validate parameters and input; nothing is learned. Returns ``self``."""
+        self._validate_params()
+        check_images(X, image_size=self.image_size)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Features of every image, float32 ``(n_images, n_features)``."""
+        self._validate_params()
+        images = check_images(X, image_size=self.image_size)
+        self._check_sizes(images)
+        return np.stack([self._one(img) for img in images]).astype(np.float32, copy=False)
+
+    def _check_sizes(self, images) -> None:
+        pass
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Readable names of the output columns (``input_features`` is ignored: inputs are pixels)."""
+        self._validate_params()
+        return np.asarray(self._names(), dtype=object)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless: transform works without fit, as for PatchExtractor
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class HOGFeatures(_ImageFeatures):
+    """Histogram of Oriented Gradients of each image, see :func:`crackbench.features.hog`.
+
+    Parameters
+    ----------
+    orientations, pixels_per_cell, cells_per_block, block_norm :
+        As in :func:`crackbench.features.hog`.
+    image_size : (height, width) or None, default (128, 128)
+        Resize every image first, so images of any size give the same number of features
+        (HOG's length depends on the image size). ``None`` keeps native sizes, which must then
+        agree across images.
+
+    Notes
+    -----
+    The defaults (128x128, 16x16-pixel cells, 2x2-cell blocks: 1,764 features) keep an SVM on
+    tens of thousands of images tractable; scikit-image's defaults (8x8 cells, 3x3 blocks) on a
+    227x227 patch give 54,756 features.
+    """
+
+    _parameter_constraints: dict = {
+        "orientations": [Interval(Integral, 1, None, closed="left")],
+        "pixels_per_cell": [tuple],
+        "cells_per_block": [tuple],
+        "block_norm": [StrOptions({"L1", "L1-sqrt", "L2", "L2-Hys"})],
+        "image_size": [tuple, None],
+    }
+
+    def __init__(self, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2),
+                 block_norm="L2-Hys", image_size=(128, 128)):
+        self.orientations = orientations
+        self.pixels_per_cell = pixels_per_cell
+        self.cells_per_block = cells_per_block
+        self.block_norm = block_norm
+        self.image_size = image_size
+
+    def _check_sizes(self, images) -> None:
+        shapes = {img.shape for img in images}
+        if len(shapes) > 1:
+            raise ValueError(f"HOGFeatures(image_size=None) needs images of one size, got "
+                             f"{sorted(shapes)[:3]}; set image_size=(height, width)")
+
+    def _one(self, img):
+        return hog(img, self.orientations, self.pixels_per_cell, self.cells_per_block, self.block_norm)
+
+    def _names(self):
+        if self.image_size is None:
+            raise ValueError("feature names need a fixed image_size; HOG's length depends on it")
+        n = hog_output_length(self.image_size, self.orientations, self.pixels_per_cell,
+                              self.cells_per_block)
+        return [f"hog_{i:04d}" for i in range(n)]
+
+
+class LBPFeatures(_ImageFeatures):
+    """Normalised histograms of local-binary-pattern labels at several radii (Ojala et al. 2002).
+
+    Parameters
+    ----------
+    radii : tuple of float, default (1, 2, 3)
+        One histogram per radius.
+    n_points : int, default 8
+        Neighbours sampled on each circle.
+    method : {"uniform", "nri_uniform"}, default "uniform"
+        ``"uniform"`` gives ``n_points + 2`` rotation-invariant bins per radius,
+        ``"nri_uniform"`` ``n_points * (n_points - 1) + 3``. See
+        :func:`crackbench.features.local_binary_pattern`.
+    image_size : (height, width) or None, default None
+        Optional resize; histograms have a fixed length whatever the size.
+    """
+
+    _parameter_constraints: dict = {
+        "radii": [tuple, list],
+        "n_points": [Interval(Integral, 1, 31, closed="both")],
+        "method": [StrOptions({"uniform", "nri_uniform"})],
+        "image_size": [tuple, None],
+    }
+
+    def __init__(self, radii=(1, 2, 3), n_points=8, method="uniform", image_size=None):
+        self.radii = radii
+        self.n_points = n_points
+        self.method = method
+        self.image_size = image_size
+
+    def _one(self, img):
+        n_bins = n_lbp_codes(self.n_points, self.method)
+        hists = []
+        for r in self.radii:
+            labels = local_binary_pattern(img, self.n_points, r, self.method).astype(np.int64)
+            hists.append(np.bincount(labels.ravel(), minlength=n_bins) / labels.size)
+        return np.concatenate(hists)
+
+    def _names(self):
+        n_bins = n_lbp_codes(self.n_points, self.method)
+        tag = "u" if self.method == "uniform" else "n"
+        return [f"lbp_r{r:g}_{tag}{k}" for r in self.radii for k in range(n_bins)]
+
+
+class EdgeFeatures(_ImageFeatures):
+    """Edge, gradient, dark-line and intensity statistics, see :func:`crackbench.features.edge_features`.
+
+    Parameters
+    ----------
+    canny_thresholds : tuple of int, default (20, 40, 80)
+    blackhat_sizes : tuple of int, default (7, 15)
+    image_size : (height, width) or None, default None
+    """
+
+    _parameter_constraints: dict = {
+        "canny_thresholds": [tuple, list],
+        "blackhat_sizes": [tuple, list],
+        "image_size": [tuple, None],
+    }
+
+    def __init__(self, canny_thresholds=(20, 40, 80), blackhat_sizes=(7, 15), image_size=None):
+        self.canny_thresholds = canny_thresholds
+        self.blackhat_sizes = blackhat_sizes
+        self.image_size = image_size
+
+    def _one(self, img):
+        return edge_features(img, self.canny_thresholds, self.blackhat_sizes)
+
+    def _names(self):
+        return edge_feature_names(self.canny_thresholds, self.blackhat_sizes)
+
+
+def combined_features(n_jobs: int | None = None) -> FeatureUnion:
+    """The default combined feature set: HOG + LBP + edges, with unprefixed column names."""
+    return FeatureUnion(
+        [("hog", HOGFeatures()), ("lbp", LBPFeatures()), ("edges", EdgeFeatures())],
+        n_jobs=n_jobs,
+        verbose_feature_names_out=False,
+    )
+
