@@ -14,7 +14,8 @@ _MAX_P = 31
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sample_bits(padded, pad, rows, cols, roff0, roff1, dr, coff0, coff1, dc, codes):  # pragma: no cover
+def _sample_bits(padded, pad, rows, cols, on_grid, roff0, roff1, dr, coff0, coff1, dc,
+                 codes):  # pragma: no cover - compiled
     """codes[r, c] |= (sample_i >= centre) << i for every sample point i.
 
     Sample values use the exact expression and operation order of scikit-image's
@@ -38,6 +39,10 @@ def _sample_bits(padded, pad, rows, cols, roff0, roff1, dr, coff0, coff1, dc, co
             bb = rb[f:f + cols]
             wr = dc[i]
             sh = np.uint32(i)
+            if on_grid[i]:  # integer offset: the interpolation is the pixel itself, exactly
+                for c in range(cols):
+                    code[c] |= np.uint32(ta[c] >= crow[c]) << sh
+                continue
             for c in range(cols):
                 w = wr[c]
                 top = (1 - w) * ta[c] + w * tb[c]
@@ -63,7 +68,8 @@ def _sample_var(padded, pad, rows, cols, roff0, roff1, dr, coff0, coff1, dc, out
                 top = (1 - w) * padded[a, e] + w * padded[a, f]
                 bottom = (1 - w) * padded[b, e] + w * padded[b, f]
                 tex[i] = (1 - v) * top + v * bottom
-            out[r, c] = np.var(tex)
+            var = np.var(tex)
+            out[r, c] = var if var != 0 else np.nan  # as scikit-image: no contrast, no value
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -147,7 +153,32 @@ def _geometry(shape: tuple[int, int], P: int, R: float):
     # 5 decimals, so r + rp never rounds onto an integer); the kernel relies on it.
     assert all((o == o[:, :1]).all() for o in offsets)
     roff0, roff1, coff0, coff1 = (o[:, 0].copy() for o in offsets)
-    return roff0, roff1, y - r_lo, coff0, coff1, x - c_lo
+    dr, dc = y - r_lo, x - c_lo
+    on_grid = (dr == 0).all(axis=1) & (dc == 0).all(axis=1)
+    return on_grid, roff0, roff1, dr, coff0, coff1, dc
+
+
+def _padded(image: np.ndarray, R: float) -> tuple[np.ndarray, int]:
+    """float64 copy of ``image`` with a zero border wide enough for radius ``R``."""
+    pad = math.ceil(R) + 1
+    rows, cols = image.shape
+    padded = np.zeros((rows + 2 * pad, cols + 2 * pad))
+    padded[pad:pad + rows, pad:pad + cols] = image
+    return padded, pad
+
+
+def lbp_codes(padded: np.ndarray, pad: int, shape: tuple[int, int], P: int, R: float) -> np.ndarray:
+    """Raw P-bit codes (method "default") of the image inside ``padded``; see :func:`_padded`."""
+    codes = np.empty(shape, np.uint32)
+    _sample_bits(padded, pad, shape[0], shape[1], *_geometry(shape, P, R), codes)
+    return codes
+
+
+def lbp_uniform(codes: np.ndarray, P: int) -> np.ndarray:
+    """'uniform' labels of raw codes, as float64."""
+    out = np.empty(codes.shape)
+    _uniform(codes, P, out)
+    return out
 
 
 def n_lbp_codes(P: int, method: str) -> int:
@@ -172,7 +203,7 @@ def local_binary_pattern(image: np.ndarray, P: int, R: float, method: str = "def
         ``"uniform"``: rotation-invariant uniform patterns, P + 2 labels (number of set bits for
         a uniform pattern, P + 1 otherwise). ``"nri_uniform"``: non-rotation-invariant uniform
         patterns, P(P-1) + 3 labels. ``"var"``: variance of the P samples (contrast), not
-        grayscale invariant.
+        grayscale invariant; NaN where the samples are all equal, as in scikit-image.
 
     Returns
     -------
@@ -204,22 +235,17 @@ def local_binary_pattern(image: np.ndarray, P: int, R: float, method: str = "def
     if not R > 0:
         raise ValueError(f"R must be positive, got {R!r}")
     P = int(P)
-    rows, cols = image.shape
-    geometry = _geometry(image.shape, P, float(R))
-    pad = int(math.ceil(R)) + 1
-    padded = np.zeros((rows + 2 * pad, cols + 2 * pad))
-    padded[pad:pad + rows, pad:pad + cols] = image
+    padded, pad = _padded(image, float(R))
     if method == "var":
-        out = np.empty((rows, cols))
-        _sample_var(padded, pad, rows, cols, *geometry, out)
+        out = np.empty(image.shape)
+        _sample_var(padded, pad, image.shape[0], image.shape[1], *_geometry(image.shape, P, float(R))[1:],
+                    out)
         return out
-    codes = np.empty((rows, cols), np.uint32)
-    _sample_bits(padded, pad, rows, cols, *geometry, codes)
+    codes = lbp_codes(padded, pad, image.shape, P, float(R))
     if method == "default":
         return codes.astype(np.float64)
-    out = np.empty((rows, cols))
     if method == "uniform":
-        _uniform(codes, P, out)
-    else:
-        _relabel(codes, P, METHODS.index(method), out)
+        return lbp_uniform(codes, P)
+    out = np.empty(image.shape)
+    _relabel(codes, P, METHODS.index(method), out)
     return out

@@ -14,9 +14,11 @@ def _as_uint8(img: np.ndarray, index: int) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     if img.dtype.kind == "f":
-        if not np.isfinite(img).all() or img.min() < 0 or img.max() > 1:
+        if not np.isfinite(img).all():
+            raise ValueError(f"image {index}: float image contains NaN or infinity")
+        if img.min() < 0 or img.max() > 1:
             raise ValueError(f"image {index}: float images must hold values in [0, 1], got range "
-                             f"[{np.nanmin(img):g}, {np.nanmax(img):g}] (or NaN/inf)")
+                             f"[{img.min():g}, {img.max():g}]")
         return np.rint(img * 255).astype(np.uint8)
     if img.dtype.kind in "iu":
         if img.min() < 0 or img.max() > 255:

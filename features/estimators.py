@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._edges import edge_feature_names, edge_features
 from ._hog import hog, hog_output_length
-from ._lbp import local_binary_pattern, n_lbp_codes
+from ._lbp import _padded, lbp_codes, lbp_uniform, local_binary_pattern, n_lbp_codes
 from ._validation import check_images
 
 __all__ = ["EdgeFeatures", "HOGFeatures", "LBPFeatures", "combined_features"]
@@ -140,10 +140,13 @@ class LBPFeatures(_ImageFeatures):
 
     def _one(self, img):
         n_bins = n_lbp_codes(self.n_points, self.method)
+        padded, pad = _padded(img, max(self.radii))  # one float64 copy serves every radius
         hists = []
         for r in self.radii:
-            labels = local_binary_pattern(img, self.n_points, r, self.method).astype(np.int64)
-            hists.append(np.bincount(labels.ravel(), minlength=n_bins) / labels.size)
+            codes = lbp_codes(padded, pad, img.shape, self.n_points, r)
+            labels = (lbp_uniform(codes, self.n_points) if self.method == "uniform"
+                      else local_binary_pattern(img, self.n_points, r, self.method))
+            hists.append(np.bincount(labels.astype(np.int64).ravel(), minlength=n_bins) / labels.size)
         return np.concatenate(hists)
 
     def _names(self):
@@ -157,7 +160,7 @@ class EdgeFeatures(_ImageFeatures):
 
     Parameters
     ----------
-    canny_thresholds : tuple of int, default (20, 40, 80)
+    canny_thresholds : tuple of int, default (40, 80, 160)
     blackhat_sizes : tuple of int, default (7, 15)
     image_size : (height, width) or None, default None
     """
@@ -168,7 +171,7 @@ class EdgeFeatures(_ImageFeatures):
         "image_size": [tuple, None],
     }
 
-    def __init__(self, canny_thresholds=(20, 40, 80), blackhat_sizes=(7, 15), image_size=None):
+    def __init__(self, canny_thresholds=(40, 80, 160), blackhat_sizes=(7, 15), image_size=None):
         self.canny_thresholds = canny_thresholds
         self.blackhat_sizes = blackhat_sizes
         self.image_size = image_size
