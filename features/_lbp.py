@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -92,6 +93,22 @@ def _uniform(codes, n_points, out):  # pragma: no cover - compiled
         flat_out[k] = _popcount(code) if changes <= 2 else n_points + 1
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _uniform_hist(codes, n_points):  # pragma: no cover - compiled
+    """Histogram (counts) of 'uniform' labels straight from raw codes.
+
+    Four interleaved partial histograms: neighbouring pixels mostly share a label, and a single
+    histogram would serialise on that one counter."""
+    mask = np.int64((1 << (n_points - 1)) - 1)
+    hist = np.zeros((4, n_points + 2), np.int64)
+    flat = codes.ravel()
+    for k in range(flat.shape[0]):
+        code = np.int64(flat[k])
+        changes = _popcount((code ^ (code >> 1)) & mask)
+        hist[k & 3, _popcount(code) if changes <= 2 else n_points + 1] += 1
+    return hist.sum(axis=0).astype(np.float64)
+
+
 @numba.njit(cache=True, nogil=True)
 def _relabel(codes, n_points, method, out):  # pragma: no cover - compiled
     """Map raw P-bit codes to scikit-image's 'ror', 'uniform' or 'nri_uniform' labels."""
@@ -138,8 +155,10 @@ def _relabel(codes, n_points, method, out):  # pragma: no cover - compiled
                 out[r, c] = 1 + (ones - 1) * P + rot
 
 
+@lru_cache(maxsize=64)
 def _geometry(shape: tuple[int, int], P: int, R: float):
-    """Sample offsets and interpolation weights, exactly as scikit-image derives them."""
+    """Sample offsets and interpolation weights, exactly as scikit-image derives them (cached
+    per shape, P and R; the arrays are read-only)."""
     rows, cols = shape
     rp = np.round(-R * np.sin(2 * np.pi * np.arange(P, dtype=np.double) / P), 5)
     cp = np.round(R * np.cos(2 * np.pi * np.arange(P, dtype=np.double) / P), 5)
@@ -155,7 +174,10 @@ def _geometry(shape: tuple[int, int], P: int, R: float):
     roff0, roff1, coff0, coff1 = (o[:, 0].copy() for o in offsets)
     dr, dc = y - r_lo, x - c_lo
     on_grid = (dr == 0).all(axis=1) & (dc == 0).all(axis=1)
-    return on_grid, roff0, roff1, dr, coff0, coff1, dc
+    arrays = (on_grid, roff0, roff1, dr, coff0, coff1, dc)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def _padded(image: np.ndarray, R: float) -> tuple[np.ndarray, int]:
@@ -179,6 +201,32 @@ def lbp_uniform(codes: np.ndarray, P: int) -> np.ndarray:
     out = np.empty(codes.shape)
     _uniform(codes, P, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _code_counts(codes, n_codes):  # pragma: no cover - compiled
+    counts = np.zeros((4, n_codes), np.int64)
+    flat = codes.ravel()
+    for k in range(flat.shape[0]):
+        counts[k & 3, flat[k]] += 1
+    return counts.sum(axis=0)
+
+
+@lru_cache(maxsize=16)
+def _uniform_table(P: int) -> np.ndarray:
+    """'uniform' label of every raw P-bit code."""
+    codes = np.arange(2 ** P, dtype=np.uint32).reshape(1, -1)
+    return lbp_uniform(codes, P).astype(np.int64).ravel()
+
+
+def lbp_uniform_hist(codes: np.ndarray, P: int) -> np.ndarray:
+    """Counts of each 'uniform' label (length P + 2) of raw codes, without a label image.
+
+    For P <= 16 the raw codes are counted first and the 2**P counts mapped through a label
+    table: far fewer popcounts than pixels."""
+    if P <= 16:
+        return np.bincount(_uniform_table(P), weights=_code_counts(codes, 2 ** P), minlength=P + 2)
+    return _uniform_hist(codes, P)
 
 
 def n_lbp_codes(P: int, method: str) -> int:

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._edges import edge_feature_names, edge_features
 from ._hog import hog, hog_output_length
-from ._lbp import _padded, lbp_codes, lbp_uniform, local_binary_pattern, n_lbp_codes
+from ._lbp import _padded, lbp_codes, lbp_uniform_hist, local_binary_pattern, n_lbp_codes
 from ._validation import check_images
 
 __all__ = ["EdgeFeatures", "HOGFeatures", "LBPFeatures", "combined_features"]
@@ -143,10 +143,13 @@ class LBPFeatures(_ImageFeatures):
         padded, pad = _padded(img, max(self.radii))  # one float64 copy serves every radius
         hists = []
         for r in self.radii:
-            codes = lbp_codes(padded, pad, img.shape, self.n_points, r)
-            labels = (lbp_uniform(codes, self.n_points) if self.method == "uniform"
-                      else local_binary_pattern(img, self.n_points, r, self.method))
-            hists.append(np.bincount(labels.astype(np.int64).ravel(), minlength=n_bins) / labels.size)
+            if self.method == "uniform":
+                counts = lbp_uniform_hist(lbp_codes(padded, pad, img.shape, self.n_points, float(r)),
+                                          self.n_points)
+            else:
+                labels = local_binary_pattern(img, self.n_points, r, self.method).astype(np.int64)
+                counts = np.bincount(labels.ravel(), minlength=n_bins)
+            hists.append(counts / img.size)
         return np.concatenate(hists)
 
     def _names(self):
@@ -160,7 +163,7 @@ class EdgeFeatures(_ImageFeatures):
 
     Parameters
     ----------
-    canny_thresholds : tuple of int, default (40, 80, 160)
+    canny_thresholds : tuple of int, default (60, 120, 240)
     blackhat_sizes : tuple of int, default (7, 15)
     image_size : (height, width) or None, default None
     """
@@ -171,7 +174,7 @@ class EdgeFeatures(_ImageFeatures):
         "image_size": [tuple, None],
     }
 
-    def __init__(self, canny_thresholds=(40, 80, 160), blackhat_sizes=(7, 15), image_size=None):
+    def __init__(self, canny_thresholds=(60, 120, 240), blackhat_sizes=(7, 15), image_size=None):
         self.canny_thresholds = canny_thresholds
         self.blackhat_sizes = blackhat_sizes
         self.image_size = image_size

@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from crackbench.features import EdgeFeatures, HOGFeatures, LBPFeatures, extract, extractor_key
-from crackbench.features import batch as extract_module
 
 from crackbench.cli import main
 from crackbench.dataset import scan_dataset
+from crackbench.features import EdgeFeatures, HOGFeatures, LBPFeatures, extract, extractor_key
+from crackbench.features import batch as extract_module
 from crackbench.imageio import ImageError, read_image
 from crackbench.manifest import split_dataset, write_manifest
 

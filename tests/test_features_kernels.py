@@ -5,6 +5,9 @@ import re
 import cv2
 import numpy as np
 import pytest
+from skimage.feature import hog as sk_hog
+from skimage.feature import local_binary_pattern as sk_lbp
+
 from crackbench.features import (
     edge_feature_names,
     edge_features,
@@ -12,9 +15,6 @@ from crackbench.features import (
     hog_output_length,
     local_binary_pattern,
 )
-from skimage.feature import hog as sk_hog
-from skimage.feature import local_binary_pattern as sk_lbp
-
 from crackbench.imageio import read_image
 
 from .conftest import SHARED
@@ -110,7 +110,7 @@ def test_edge_features_see_a_dark_line():
     names = edge_feature_names()
     clean, line = (dict(zip(names, edge_features(_line_image(w)), strict=True)) for w in (False, True))
     assert len(names) == len(set(names)) == len(edge_features(_line_image(False)))
-    assert clean["edge_canny_density_t80"] == 0 and line["edge_canny_density_t80"] > 0.005
+    assert clean["edge_canny_density_t120"] == 0 and line["edge_canny_density_t120"] > 0.005
     assert line["edge_darkline_k7_frac_t20"] > 0.01 > clean["edge_darkline_k7_frac_t20"]
     assert line["edge_orient_coherence"] > clean["edge_orient_coherence"] + 0.2
     assert line["edge_intensity_p05"] < clean["edge_intensity_p05"]
