@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -147,6 +148,107 @@ def cmd_features_extract(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- models
+def _model_names() -> dict[str, str]:
+    from crackbench.pipelines import PIPELINES
+
+    names = {name: spec.description for name, spec in PIPELINES.items()}
+    names["cnn"] = "reference Keras CNN (Conv16-Pool-Conv32-Pool-Conv32-Pool-Dense256-Dense1), needs [cnn]"
+    return names
+
+
+def cmd_models(args) -> int:
+    rows = [{"model": k, "description": v} for k, v in _model_names().items()]
+    _emit(rows, args.json, lambda: _print_table(rows, ["model", "description"]))
+    return 0
+
+
+def _manifest_for(args, out: Path) -> Path:
+    """The manifest to train on: given, or made from --data beside the output (and reported)."""
+    if args.manifest:
+        return Path(args.manifest)
+    from .dataset import scan_dataset
+    from .manifest import split_dataset, write_manifest
+
+    ds = scan_dataset(args.data, n_jobs=args.jobs)
+    manifest = write_manifest(split_dataset(ds, seed=args.seed), out.with_suffix(".manifest.csv"))
+    print(f"split {args.data} into {manifest} (seed {args.seed}; {len(ds.used)} images used, "
+          f"{len(ds.records) - len(ds.used)} not used: see `crackbench data audit`)")
+    return manifest
+
+
+def load_any_model(path: str | Path):
+    """A trained model from a .skops (classical) or .keras (CNN) file, loaded safely."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        from crackbench.cnn import load_model
+    elif path.suffix == ".skops":
+        from crackbench.pipelines import load_model
+    else:
+        raise ValueError(f"{path}: expected a .skops (classical) or .keras (CNN) model file")
+    return load_model(path)
+
+
+def cmd_train(args) -> int:
+    import time
+
+    out = Path(args.out)
+    manifest = _manifest_for(args, out)
+    start = time.perf_counter()
+    if args.model == "cnn":
+        from crackbench.cnn import save_model, train_cnn
+
+        if out.suffix != ".keras":
+            raise ValueError(f"--out for the CNN must end in .keras, got {out.name!r}")
+        model = train_cnn(manifest, out.with_suffix(""), seed=args.seed, epochs=args.epochs,
+                          image_size=args.image_size)
+    else:
+        from crackbench.features.batch import default_cache_dir
+        from crackbench.pipelines import save_model, train_classical
+
+        if out.suffix != ".skops":
+            raise ValueError(f"--out for a classical model must end in .skops, got {out.name!r}")
+        model = train_classical(args.model, manifest, seed=args.seed, n_jobs=args.jobs,
+                                cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
+    save_model(model, out)
+    val = model.metadata["val_metrics"]
+    print(f"trained {args.model} in {time.perf_counter() - start:.1f} s; validation accuracy "
+          f"{val['accuracy']:.4f}, F1 {val['f1']:.4f}, ROC-AUC {val['roc_auc']:.4f}; wrote {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import csv
+
+    from .model import iter_image_files, predict_files
+
+    model = load_any_model(args.model)
+    paths = list(iter_image_files(args.paths))
+    if not paths:
+        raise ValueError("no image files found in the given paths")
+    from tqdm.auto import tqdm
+
+    rows = [p for p in tqdm(predict_files(model, paths), total=len(paths), desc="predict", unit="img",
+                            leave=False)]
+    records = [{"path": r.path, "label": r.label, "probability": None if r.error else round(r.probability, 6),
+                "error": r.error, "detail": r.detail} for r in rows]
+    if args.json:
+        json.dump({"model": model.name, "positive_class": model.positive_class, "predictions": records},
+                  sys.stdout, indent=2)
+        print()
+    elif args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        _print_table([{**r, "probability": "" if r["probability"] is None else f"{r['probability']:.4f}"}
+                      for r in records], ["path", "label", "probability", "error"])
+    failed = sum(1 for r in rows if r.error)
+    if failed:
+        print(f"{failed} of {len(rows)} files could not be used (see the error column)", file=sys.stderr)
+    return EXIT_DATA if failed == len(rows) else 0
+
+
 # ---------------------------------------------------------------- parser
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
     from .imageio import DEFAULT_MAX_PIXELS
@@ -208,6 +310,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .parquet or .npz")
     _add_cache_options(p)
     p.set_defaults(func=cmd_features_extract)
+
+    p = sub.add_parser("models", help="list the models train and benchmark know")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train one model on a manifest (or a folder, split first)")
+    p.add_argument("--model", required=True, help="a name from `crackbench models`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="dataset folder or CSV; split with --seed, manifest written beside --out")
+    src.add_argument("--manifest", help="split manifest CSV")
+    p.add_argument("--out", required=True, help="model file: .skops (classical) or .keras (cnn)")
+    p.add_argument("--seed", type=int, default=0, help="split and training seed (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=20, help="cnn: maximum epochs (default %(default)s)")
+    p.add_argument("--image-size", type=int, default=None, help="cnn: input side in pixels "
+                   "(default: the CNN's default; 256 is the original notebook's)")
+    _add_cache_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="label image files or folders with a trained model")
+    p.add_argument("--model", required=True, help="a .skops or .keras file from `crackbench train`")
+    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON output")
+    fmt.add_argument("--csv", action="store_true", help="CSV output")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

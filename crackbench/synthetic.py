@@ -95,7 +95,7 @@ def synthetic_image(rng: np.random.Generator, crack: bool, size: int = 227, qual
         cv2.line(scratch, tuple(int(v) for v in p), tuple(int(v) for v in q), 255, 1, cv2.LINE_AA)
         img -= rng.uniform(4, 12) * scratch.astype(np.float32) / 255.0
     if crack:
-        depth = rng.uniform(14, 30) if rng.random() < 0.2 else rng.uniform(30, 95)
+        depth = rng.uniform(22, 38) if rng.random() < 0.15 else rng.uniform(38, 95)
         mask = cv2.GaussianBlur(_crack_mask(rng, size), (0, 0), 0.7).astype(np.float32) / 255.0
         img -= depth * mask * (0.7 + 0.6 * np.clip(_noise(rng, size, 6.0) * 0.5 + 0.5, 0, 1))
     sigma = rng.uniform(0.0, 1.1)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.pipeline import FeatureUnion
 from tqdm.auto import tqdm
 
 from crackbench import __version__
@@ -156,6 +157,14 @@ def extract(
     paths, shas = _paths_and_shas(source)
     if not paths:
         raise ValueError("no images to extract features from")
+    if (cache_dir is not None and isinstance(extractor, FeatureUnion) and not extractor.transformer_weights
+            and all(t != "drop" for _, t in extractor.transformer_list)):
+        # Same columns as union.transform, but each part uses (and fills) its own cache, so
+        # "combined" costs nothing after "hog", "lbp" and "edges" have run.
+        source = pd.DataFrame({"path": paths, "sha256": shas}) if shas is not None else paths
+        return np.hstack([extract(source, t, n_jobs=n_jobs, chunk_size=chunk_size, cache_dir=cache_dir,
+                                  mode=mode, max_pixels=max_pixels, progress=progress)
+                          for _, t in extractor.transformer_list])
     cache = FeatureCache(cache_dir, extractor_key(extractor, mode)) if cache_dir is not None else None
     if cache is not None and shas is None:
         shas = [hashlib.sha256(read_bytes(p)).hexdigest() for p in paths]

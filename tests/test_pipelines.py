@@ -1,0 +1,144 @@
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from crackbench.cli import main
+from crackbench.dataset import DataError, scan_dataset
+from crackbench.imageio import read_image
+from crackbench.manifest import read_manifest, split_dataset, write_manifest
+from crackbench.model import predict_files
+from crackbench.pipelines import PIPELINES, UntrustedModelError, load_model, make_pipeline, save_model
+from crackbench.pipelines import train_classical as _train
+
+
+@pytest.fixture(scope="module")
+def synth_manifest(synth_dir, tmp_path_factory):
+    frame = split_dataset(scan_dataset(synth_dir, progress=False), seed=0)
+    return write_manifest(frame, tmp_path_factory.mktemp("manifest") / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def trained(synth_manifest, cache):
+    """Every registered pipeline trained once on the synthetic set (features shared via cache)."""
+    return {name: _train(name, synth_manifest, cache_dir=cache, n_jobs=2, progress=False)
+            for name in PIPELINES}
+
+
+def _test_split(manifest_path):
+    frame = read_manifest(manifest_path)
+    test = frame[frame["split"] == "test"]
+    return list(test["path"]), (test["label"] == "Positive").to_numpy()
+
+
+def test_registry_shapes():
+    assert {"hog-svm", "hog-rf", "lbp-svm", "lbp-rf", "edges-svm", "edges-rf", "combined-svm",
+            "combined-rf", "hog-linsvm"} <= set(PIPELINES)
+    for name in PIPELINES:
+        pipe = make_pipeline(name)
+        assert isinstance(pipe, Pipeline) and list(pipe.named_steps) == ["features", "scale", "reduce", "clf"]
+    with pytest.raises(ValueError, match="unknown model"):
+        make_pipeline("deep-magic")
+
+
+def test_every_pipeline_beats_chance_and_the_best_exceeds_90(trained, synth_manifest):
+    paths, y = _test_split(synth_manifest)
+    accuracy = {name: float((model.predict_proba(paths)[:, 1] >= 0.5).__eq__(y).mean())
+                for name, model in trained.items()}
+    assert min(accuracy.values()) > 0.70, accuracy  # chance is 0.50
+    assert max(accuracy.values()) > 0.90, accuracy
+
+
+def test_metadata_and_train_only_policy(trained, synth_manifest):
+    meta = trained["lbp-svm"].metadata
+    assert meta["classes"] == ["Negative", "Positive"] and meta["positive_class"] == "Positive"
+    assert meta["n_train"] == 420 and meta["n_val"] == 90
+    assert len(meta["search"]) == 3 and meta["best_params"] in [s["params"] for s in meta["search"]]
+    assert 0.5 < meta["val_metrics"]["accuracy"] <= 1 and meta["timings"]["train_s"] > 0
+    assert len(meta["manifest_sha256"]) == 64
+    json.dumps(meta)  # plain data only
+
+
+def test_same_seed_same_model(trained, synth_manifest, cache):
+    paths, _ = _test_split(synth_manifest)
+    again = _train("combined-svm", synth_manifest, cache_dir=cache, n_jobs=1, progress=False)
+    np.testing.assert_array_equal(again.predict_proba(paths), trained["combined-svm"].predict_proba(paths))
+
+
+@pytest.mark.parametrize("name", ["hog-svm", "edges-rf", "combined-svm", "hog-linsvm"])
+def test_save_load_identical_predictions(trained, synth_manifest, tmp_path, name):
+    paths, _ = _test_split(synth_manifest)
+    path = save_model(trained[name], tmp_path / f"{name}.skops")
+    loaded = load_model(path)
+    assert loaded.metadata == trained[name].metadata
+    np.testing.assert_array_equal(loaded.predict_proba(paths), trained[name].predict_proba(paths))
+    images = [read_image(p) for p in paths[:5]]  # RGB arrays give what the files give
+    np.testing.assert_array_equal(loaded.predict_proba(images), loaded.predict_proba(paths[:5]))
+    assert set(loaded.predict(paths[:5])) <= {"Negative", "Positive"}
+
+
+def _tamper(src, dst, old: str, new: str):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "schema.json":
+                text = data.decode()
+                assert old in text
+                data = text.replace(old, new, 1).encode()
+            zout.writestr(item, data)
+
+
+def test_tampered_model_file_is_refused(trained, tmp_path):
+    good = save_model(trained["lbp-svm"], tmp_path / "good.skops")
+    bad = tmp_path / "bad.skops"
+    _tamper(good, bad, '"__module__": "crackbench.features.estimators"', '"__module__": "os"')
+    with pytest.raises(UntrustedModelError, match=r"not trusted: os\.LBPFeatures"):
+        load_model(bad)
+    junk = tmp_path / "junk.skops"
+    junk.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(UntrustedModelError, match="not a readable skops model"):
+        load_model(junk)
+
+
+def test_predict_mixed_good_and_bad_files(trained, synth_manifest, tmp_path, capsys):
+    paths, _ = _test_split(synth_manifest)
+    bad = tmp_path / "broken.jpg"
+    data = open(paths[2], "rb").read()
+    bad.write_bytes(data[: len(data) // 2])
+    rows = list(predict_files(trained["edges-svm"], [paths[0], str(bad), paths[1]], chunk_size=2))
+    assert [r.error for r in rows] == ["", "truncated", ""]
+    assert rows[0].label in ("Negative", "Positive") and 0 <= rows[0].probability <= 1
+
+    model_file = save_model(trained["edges-svm"], tmp_path / "m.skops")
+    assert main(["predict", "--model", str(model_file), paths[0], str(bad), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [p["error"] for p in out["predictions"]] == ["", "truncated"]
+    assert main(["predict", "--model", str(model_file), str(bad)]) == 1  # nothing predictable
+    assert main(["predict", "--model", str(tmp_path / "absent.skops"), paths[0]]) == 1
+
+
+def test_cli_train_from_folder_writes_model_and_manifest(synth_dir, tmp_path, capsys):
+    out = tmp_path / "lbp.skops"
+    assert main(["train", "--model", "lbp-svm", "--data", str(synth_dir), "--out", str(out), "--jobs", "1",
+                 "--cache-dir", str(tmp_path / "c")]) == 0
+    assert out.is_file() and (tmp_path / "lbp.manifest.csv").is_file()
+    assert "validation accuracy" in capsys.readouterr().out
+    bad_out = str(tmp_path / "x.pkl")
+    assert main(["train", "--model", "lbp-svm", "--data", str(synth_dir), "--out", bad_out]) == 1
+
+
+def test_training_needs_two_classes(tmp_path, synth_manifest):
+    frame = pd.read_csv(synth_manifest)
+    one = frame[frame["label"] == "Positive"]
+    path = tmp_path / "one.csv"
+    one.assign(path=[str(synth_manifest.parent / p) for p in one["path"]]).to_csv(path, index=False)
+    with pytest.raises(DataError, match="exactly 2 classes"):
+        _train("lbp-svm", path, progress=False)
