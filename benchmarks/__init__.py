@@ -1,1 +1,7 @@
-"""crackbench.benchmarks"""
+"""crackbench.benchmarks: the harness that trains and evaluates every model on one split, its
+metrics and reports, and the feature speed benchmark (``python -m crackbench.benchmarks.features``)."""
+
+from .harness import CLASSICAL_DEFAULT, run_benchmark
+from .report import collect_results, compare_runs, write_reports
+
+__all__ = ["CLASSICAL_DEFAULT", "collect_results", "compare_runs", "run_benchmark", "write_reports"]

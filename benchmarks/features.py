@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 from skimage.feature import hog as sk_hog
 from skimage.feature import local_binary_pattern as sk_lbp
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from crackbench.features import (
     EdgeFeatures,
@@ -36,20 +35,11 @@ from crackbench.features import (
     hog,
     local_binary_pattern,
 )
+from crackbench.features.batch import DecodeOnly
 from crackbench.imageio import IMAGE_EXTENSIONS, read_image
 from crackbench.synthetic import make_synthetic_dataset
 
 DEFAULT_DATA = Path("../shared/data/concrete-crack-sample")
-
-
-class DecodeOnly(TransformerMixin, BaseEstimator):
-    """A no-op extractor: one constant feature per image, to time reading and decoding alone."""
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X):
-        return np.zeros((len(X), 1), np.float32)
 
 
 def _median_time(fn, images, repeat: int) -> float:

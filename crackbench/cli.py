@@ -177,18 +177,6 @@ def _manifest_for(args, out: Path) -> Path:
     return manifest
 
 
-def load_any_model(path: str | Path):
-    """A trained model from a .skops (classical) or .keras (CNN) file, loaded safely."""
-    path = Path(path)
-    if path.suffix == ".keras":
-        from crackbench.cnn import load_model
-    elif path.suffix == ".skops":
-        from crackbench.pipelines import load_model
-    else:
-        raise ValueError(f"{path}: expected a .skops (classical) or .keras (CNN) model file")
-    return load_model(path)
-
-
 def cmd_train(args) -> int:
     import time
 
@@ -220,6 +208,8 @@ def cmd_train(args) -> int:
 def cmd_predict(args) -> int:
     import csv
 
+    from crackbench.benchmarks.harness import load_any_model
+
     from .model import iter_image_files, predict_files
 
     model = load_any_model(args.model)
@@ -247,6 +237,46 @@ def cmd_predict(args) -> int:
     if failed:
         print(f"{failed} of {len(rows)} files could not be used (see the error column)", file=sys.stderr)
     return EXIT_DATA if failed == len(rows) else 0
+
+
+# ---------------------------------------------------------------- benchmark
+def cmd_benchmark(args) -> int:
+    import time
+
+    from crackbench.benchmarks import run_benchmark
+    from crackbench.benchmarks.report import markdown_table
+
+    models = None if args.models in (None, "all") else [m.strip() for m in args.models.split(",") if m.strip()]
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{Path(args.data).name if args.data else Path(args.manifest).stem if args.manifest else 'synthetic'}"
+        f"-seed{args.seed}")
+    start = time.perf_counter()
+    results = run_benchmark(out, data=args.data, manifest=args.manifest, models=models, test_data=args.test_data,
+                            seed=args.seed, force=args.force, n_jobs=args.jobs, epochs=args.epochs,
+                            cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=args.group_by)
+    print(markdown_table(results, "test"))
+    if args.test_data:
+        print("\ncross-dataset:\n" + markdown_table(results, "cross"))
+    print(f"\n{len(results['models'])} models; this invocation took {time.perf_counter() - start:.0f} s. "
+          f"Reports: {out / 'report.md'}, {out / 'report.html'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from crackbench.benchmarks import collect_results, compare_runs, write_reports
+
+    if args.targets[0] == "compare":
+        if len(args.targets) != 3:
+            raise ValueError("usage: crackbench report compare RUN_A RUN_B")
+        print(compare_runs(args.targets[1], args.targets[2]))
+        return 0
+    if len(args.targets) != 1:
+        raise ValueError("usage: crackbench report RUN_DIR  |  crackbench report compare RUN_A RUN_B")
+    run_dir = Path(args.targets[0])
+    write_reports(run_dir, collect_results(run_dir))
+    print(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'}, {run_dir / 'results.json'}, "
+          f"{run_dir / 'results.csv'}")
+    return 0
 
 
 # ---------------------------------------------------------------- parser
@@ -335,6 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="JSON output")
     fmt.add_argument("--csv", action="store_true", help="CSV output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("benchmark", help="train and evaluate every model on one split; write reports")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="dataset folder or CSV (default: generate the synthetic dataset)")
+    src.add_argument("--manifest", help="split manifest CSV")
+    p.add_argument("--models", default="all", help="comma-separated names from `crackbench models`, or all "
+                   "(default: all)")
+    p.add_argument("--out", help="run folder (default runs/<dataset>-seed<seed>); rerunning resumes it")
+    p.add_argument("--seed", type=int, default=0, help="split, training and bootstrap seed (default %(default)s)")
+    p.add_argument("--test-data", help="second dataset evaluated in full (cross-dataset table)")
+    p.add_argument("--group-by", metavar="REGEX", help="group regex for the split, as in `data split`")
+    p.add_argument("--force", action="store_true", help="redo models already finished in this run folder")
+    p.add_argument("--epochs", type=int, default=20, help="cnn: maximum epochs (default %(default)s)")
+    p.add_argument("--image-size", type=int, default=None, help="cnn: input side (default: the CNN default)")
+    p.add_argument("--n-synthetic", type=int, default=2000, help="images generated without --data "
+                   "(default %(default)s)")
+    p.add_argument("--jobs", type=int, default=-1, help="parallel workers (default: all cores)")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("report", help="regenerate a run's reports, or compare two runs")
+    p.add_argument("targets", nargs="+", metavar="RUN_DIR | compare RUN_A RUN_B")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -8,16 +8,21 @@ list of file paths (decoded with :mod:`crackbench.imageio`). ``predict_proba`` r
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from .dataset import DataError
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, read_image
 
-__all__ = ["ImageModel", "Prediction", "iter_image_files", "predict_files"]
+__all__ = ["ImageModel", "Prediction", "binary_classes", "iter_image_files", "manifest_sha256", "predict_files",
+           "quick_metrics"]
 
 
 class ImageModel:
@@ -105,3 +110,32 @@ def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 
             else:
                 prob = float(by_path[p])
                 yield Prediction(p, model.classes_[1] if prob >= 0.5 else model.classes_[0], prob)
+
+
+def binary_classes(labels, positive_class: str | None = None) -> list[str]:
+    """``[negative, positive]`` class names; "Positive" is positive unless told otherwise."""
+    names = sorted(set(labels))
+    if len(names) != 2:
+        raise DataError(f"binary classification needs exactly 2 classes in the training data, got "
+                        f"{len(names)}: {names}")
+    positive = positive_class or ("Positive" if "Positive" in names else None)
+    if positive not in names:
+        raise DataError(f"cannot tell which class is positive among {names}; pass positive_class")
+    return [n for n in names if n != positive] + [positive]
+
+
+def manifest_sha256(manifest: pd.DataFrame) -> str:
+    """sha256 of the manifest file the frame was read from (or of its CSV form)."""
+    source = manifest.attrs.get("source")
+    if source and os.path.isfile(source):
+        with open(source, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    return hashlib.sha256(manifest.to_csv(index=False).encode()).hexdigest()
+
+
+def quick_metrics(y: np.ndarray, proba: np.ndarray) -> dict:
+    """Accuracy, F1 and ROC-AUC of positive-class probabilities (threshold 0.5)."""
+    pred = (proba >= 0.5).astype(int)
+    auc = roc_auc_score(y, proba) if len(set(y)) == 2 else float("nan")
+    return {"accuracy": float(accuracy_score(y, pred)), "f1": float(f1_score(y, pred, zero_division=0)),
+            "roc_auc": float(auc)}

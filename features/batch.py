@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import FeatureUnion
 from tqdm.auto import tqdm
 
@@ -19,7 +20,7 @@ from crackbench import __version__
 from crackbench.imageio import DEFAULT_MAX_PIXELS, decode_image, read_bytes
 from crackbench.manifest import read_manifest
 
-__all__ = ["FeatureCache", "default_cache_dir", "extract", "extractor_key", "save_features"]
+__all__ = ["DecodeOnly", "FeatureCache", "default_cache_dir", "extract", "extractor_key", "save_features"]
 
 
 def default_cache_dir() -> Path:
@@ -93,6 +94,16 @@ class FeatureCache:
             np.save(tmp, arr)
             os.replace(tmp, self.dir / f"{seg}.{suffix}.npy")
         self._index = None
+
+
+class DecodeOnly(TransformerMixin, BaseEstimator):
+    """A no-op extractor (one constant column) to time reading and decoding alone."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.zeros((len(X), 1), np.float32)
 
 
 def _extract_chunk(paths, extractor, mode, max_pixels):

@@ -13,9 +13,7 @@ Policy, the same for every pipeline:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 
 import numpy as np
@@ -24,7 +22,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
@@ -34,39 +32,12 @@ from crackbench.dataset import DataError
 from crackbench.features import extract
 from crackbench.features.batch import _fingerprint
 from crackbench.manifest import read_manifest
+from crackbench.model import binary_classes, manifest_sha256, quick_metrics
 
 from .model import ClassicalModel
 from .registry import PIPELINES, make_pipeline
 
-__all__ = ["binary_classes", "manifest_sha256", "train_classical"]
-
-
-def binary_classes(labels, positive_class: str | None = None) -> list[str]:
-    """``[negative, positive]`` class names; "Positive" is positive unless told otherwise."""
-    names = sorted(set(labels))
-    if len(names) != 2:
-        raise DataError(f"binary classification needs exactly 2 classes in the training data, got "
-                        f"{len(names)}: {names}")
-    positive = positive_class or ("Positive" if "Positive" in names else None)
-    if positive not in names:
-        raise DataError(f"cannot tell which class is positive among {names}; pass positive_class")
-    return [n for n in names if n != positive] + [positive]
-
-
-def manifest_sha256(manifest: pd.DataFrame) -> str:
-    """sha256 of the manifest file the frame was read from (or of its CSV form)."""
-    source = manifest.attrs.get("source")
-    if source and os.path.isfile(source):
-        with open(source, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    return hashlib.sha256(manifest.to_csv(index=False).encode()).hexdigest()
-
-
-def _metrics(y: np.ndarray, proba: np.ndarray) -> dict:
-    pred = (proba >= 0.5).astype(int)
-    auc = roc_auc_score(y, proba) if len(set(y)) == 2 else float("nan")
-    return {"accuracy": float(accuracy_score(y, pred)), "f1": float(f1_score(y, pred, zero_division=0)),
-            "roc_auc": float(auc)}
+__all__ = ["train_classical"]
 
 
 def _n_workers(n_jobs: int) -> int:
@@ -160,7 +131,7 @@ def train_classical(
         "seed": seed,
         "n_train": len(train),
         "n_val": len(val),
-        "val_metrics": _metrics(y_val, val_proba),
+        "val_metrics": quick_metrics(y_val, val_proba),
         "timings": timings,
     }
     return ClassicalModel(model_pipe, metadata)

@@ -1,0 +1,191 @@
+"""Train the reference CNN on a split manifest's train/val rows, reproducibly, with callbacks.
+
+Data goes through ``tf.data``: paths -> parallel decode and resize (the same OpenCV decoder and
+resize as prediction, :func:`crackbench.cnn.model.resize_batch`) -> ``cache`` -> (train only)
+``shuffle`` -> ``batch`` -> ``prefetch``. The split comes from the manifest and never changes:
+the original notebook shuffled the whole dataset and then took/skipped, which reshuffles every
+epoch and leaks test images into training.
+
+Reproducibility on CPU: ``keras.utils.set_random_seed`` and
+``tf.config.experimental.enable_op_determinism()`` make weight initialisation, shuffling and the
+CPU kernels deterministic, so the same manifest, seed, TensorFlow build and machine give the same
+weights. Different CPUs (instruction sets) or TensorFlow versions may differ in the last bits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from crackbench import __version__
+from crackbench.dataset import DataError
+from crackbench.imageio import read_image
+from crackbench.manifest import read_manifest
+from crackbench.model import binary_classes, manifest_sha256, quick_metrics
+
+from .model import DEFAULT_IMAGE_SIZE, CNNModel, build_reference_cnn, resize_batch
+
+__all__ = ["make_dataset", "train_cnn"]
+
+
+def _augment(image, label, seed):
+    """Random flips and quarter turns (a crack is a crack at any orientation), seeded per element."""
+    s = tf.random.experimental.stateless_split(seed, 3)
+    image = tf.image.stateless_random_flip_left_right(image, s[0])
+    image = tf.image.stateless_random_flip_up_down(image, s[1])
+    k = tf.random.stateless_uniform([], s[2], minval=0, maxval=4, dtype=tf.int32)
+    return tf.image.rot90(image, k), label
+
+
+def make_dataset(paths, labels, image_size: int, *, batch_size: int = 32, shuffle: bool = False,
+                 augment: bool = False, seed: int = 0) -> tf.data.Dataset:
+    """``tf.data`` pipeline of (uint8 images, float labels); see the module docstring. With
+    ``augment``, each epoch sees every training image under a random flip/quarter turn drawn from
+    a seeded stateless generator (reproducible)."""
+    def load(path):
+        return resize_batch([read_image(path.decode(), mode="rgb")], image_size)[0]
+
+    def load_tf(path, label):
+        image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, str), np.asarray(labels, np.float32)))
+    ds = ds.map(load_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        counter = tf.data.Dataset.counter().map(lambda i: tf.stack([tf.cast(i, tf.int64), tf.cast(seed, tf.int64)]))
+        ds = tf.data.Dataset.zip((ds, counter)).map(lambda xy, s: _augment(xy[0], xy[1], s),
+                                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class _TqdmEpochs(keras.callbacks.Callback):
+    """One progress bar over epochs, with the latest metrics."""
+
+    def __init__(self, epochs: int, enabled: bool):
+        super().__init__()
+        self.bar = tqdm(total=epochs, desc="cnn", unit="epoch", disable=not enabled, leave=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss",
+                                                                                "val_accuracy")})
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def _plot_history(history: pd.DataFrame, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(history["epoch"] + 1, history[metric], marker="o", label="train")
+        ax.plot(history["epoch"] + 1, history[f"val_{metric}"], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def train_cnn(
+    manifest,
+    out_dir: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    epochs: int = 20,
+    batch_size: int = 32,
+    patience: int = 3,
+    seed: int = 0,
+    augment: bool = True,
+    learning_rate: float = 1e-3,
+    positive_class: str | None = None,
+    progress: bool = True,
+) -> CNNModel:
+    """Train :func:`build_reference_cnn` on the manifest's train split, early-stopping on val.
+
+    ``out_dir`` receives ``tensorboard/`` logs, ``history.csv``, ``training_curves.png`` and the
+    best checkpoint ``checkpoint.keras``. ReduceLROnPlateau divides the learning rate by 5 after two
+    epochs without val_loss improvement; EarlyStopping stops after ``patience`` such epochs and
+    restores the best weights. ``augment`` applies random flips and quarter turns to training
+    images (never to val or test).
+    """
+    image_size = image_size or DEFAULT_IMAGE_SIZE
+    if not isinstance(manifest, pd.DataFrame):
+        manifest = read_manifest(manifest)
+    train = manifest[manifest["split"] == "train"]
+    val = manifest[manifest["split"] == "val"]
+    if train.empty or val.empty:
+        raise DataError(f"training needs non-empty train and val splits, got {len(train)} and {len(val)}")
+    classes = binary_classes(train["label"], positive_class)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    y_train = (train["label"] == classes[1]).to_numpy(np.float32)
+    y_val = (val["label"] == classes[1]).to_numpy(np.float32)
+    train_ds = make_dataset(train["path"], y_train, image_size, batch_size=batch_size, shuffle=True,
+                            augment=augment, seed=seed)
+    val_ds = make_dataset(val["path"], y_val, image_size, batch_size=batch_size)
+
+    model = build_reference_cnn((image_size, image_size, 3), learning_rate=learning_rate)
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2, min_lr=1e-6),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(out_dir / "checkpoint.keras", monitor="val_loss", save_best_only=True),
+        keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
+        _TqdmEpochs(epochs, progress),
+    ]
+    start = time.perf_counter()
+    fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
+                    shuffle=False)  # shuffled by tf.data, seeded
+    train_s = time.perf_counter() - start
+    history = pd.DataFrame(fit.history).assign(epoch=fit.epoch)
+    _plot_history(history, out_dir / "training_curves.png")
+    best = int(history["val_loss"].idxmin())
+
+    val_proba = model.predict(val_ds, verbose=0).reshape(-1)
+    metadata = {
+        "format": "crackbench-model/1",
+        "kind": "cnn",
+        "crackbench_version": __version__,
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+        "name": "cnn",
+        "description": "reference Keras CNN (Conv16-Pool-Conv32-Pool-Conv32-Pool-Dense256-Dense1)",
+        "params": {"image_size": image_size, "batch_size": batch_size, "max_epochs": epochs,
+                   "patience": patience, "optimizer": "adam", "learning_rate": learning_rate,
+                   "reduce_lr_on_plateau": {"factor": 0.2, "patience": 2}, "augment": augment},
+        "classes": classes,
+        "positive_class": classes[1],
+        "input": {"decode": "rgb", "size": image_size,
+                  "note": "uint8 RGB resized to size x size (OpenCV area/bilinear); rescaling is in the model"},
+        "manifest_sha256": manifest_sha256(manifest),
+        "seed": seed,
+        "n_train": len(train),
+        "n_val": len(val),
+        "epochs_run": len(history),
+        "best_epoch": best + 1,
+        "val_metrics": quick_metrics(y_val.astype(int), val_proba),
+        "timings": {"train_s": train_s, "epoch_s": train_s / max(len(history), 1)},
+        "history": history.to_dict(orient="list"),
+    }
+    return CNNModel(model, metadata)

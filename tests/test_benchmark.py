@@ -1,0 +1,120 @@
+"""The harness end to end on synthetic data: a few models and a one-epoch CNN."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from crackbench.benchmarks import collect_results, compare_runs, run_benchmark
+from crackbench.cli import main
+from crackbench.dataset import DataError
+from crackbench.synthetic import make_synthetic_dataset
+
+MODELS = ["lbp-svm", "edges-rf", "cnn"]
+
+
+@pytest.fixture(scope="module")
+def cross_dir(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("cross"), 40, seed=9, progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(synth_dir, cross_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    results = run_benchmark(out, data=synth_dir, models=MODELS, test_data=cross_dir, epochs=1, cnn_size=48,
+                            n_jobs=2, progress=False)
+    return out, results
+
+
+@pytest.mark.slow
+def test_every_output_exists_and_parses(run):
+    out, _ = run
+    for name in ("run.json", "results.json", "results.csv", "report.md", "report.html", "manifest.csv",
+                 "figures/accuracy_vs_latency.png", "figures/roc_test.png", "figures/roc_cross.png",
+                 "figures/confusion_test.png", "figures/cnn_training_curves.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "results.json").read_text())["schema"] == "crackbench-results/1"
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["model"]) == MODELS
+    assert table["cross_n"].tolist() == [40, 40, 40] and table["n"].tolist() == [90, 90, 90]
+    for name in MODELS:
+        for f in ("result.json", "predictions.csv"):
+            assert (out / "models" / name / f).is_file()
+    assert (out / "models/cnn/model.keras").is_file() and (out / "models/lbp-svm/model.skops").is_file()
+    assert any((out / "models/cnn/tensorboard").rglob("*tfevents*"))
+    report = (out / "report.md").read_text()
+    test_table = report.split("## Test split")[1].split("##")[0]
+    assert sum(f"| {m} |" in test_table for m in MODELS) == 3 and test_table.count("**best**") == 1
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 6 and "Pareto" in page and "misclassified" in page
+
+
+@pytest.mark.slow
+def test_confidence_intervals_contain_estimates_and_numbers_are_sane(run):
+    _, results = run
+    for m in results["models"]:
+        for part in ("test", "cross"):
+            for name, metric in m[part]["metrics"].items():
+                assert metric["ci_low"] <= metric["value"] <= metric["ci_high"], (m["name"], part, name)
+        assert m["latency"]["n"] >= 200 and 0 < m["latency"]["p50_ms"] <= m["latency"]["p95_ms"]
+        assert m["throughput_img_s"] > 0 and m["model_bytes"] > 0 and m["peak_rss_mib"] > 0
+    assert {(t["a"], t["b"]) for t in results["mcnemar"]} == {("lbp-svm", "edges-rf"), ("lbp-svm", "cnn"),
+                                                             ("edges-rf", "cnn")}
+    assert all(0 <= t["p_value"] <= 1 for t in results["mcnemar"])
+    assert results["phases"]["cnn_epochs_s"] > 0 and results["phases"]["decode_s"] > 0
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_models_and_report_regenerates(run, synth_dir, cross_dir, capsys):
+    out, results = run
+    stamps = {m: (out / "models" / m / "result.json").stat().st_mtime_ns for m in MODELS}
+    again = run_benchmark(out, data=synth_dir, models=MODELS, test_data=cross_dir, epochs=1, cnn_size=48,
+                          n_jobs=2, progress=False)
+    assert {m: (out / "models" / m / "result.json").stat().st_mtime_ns for m in MODELS} == stamps
+    assert [m["test"] for m in again["models"]] == [m["test"] for m in results["models"]]
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").is_file()
+    assert main(["report", "compare", str(out), str(out)]) == 0
+    assert "+0.0000" in capsys.readouterr().out
+    assert compare_runs(out, out).count("| lbp-svm |") == 1
+
+
+@pytest.mark.slow
+def test_changed_split_is_refused(run, synth_dir):
+    out, _ = run
+    with pytest.raises(DataError, match="differs from the split"):
+        run_benchmark(out, data=synth_dir, models=["lbp-svm"], seed=1, progress=False)
+
+
+@pytest.mark.slow
+def test_default_run_generates_synthetic_data(tmp_path):
+    results = run_benchmark(tmp_path / "r", models=["edges-svm"], n_synthetic=80, n_jobs=1, progress=False)
+    assert results["run"]["dataset"]["kind"] == "synthetic" and results["run"]["dataset"]["n_images"] == 80
+    assert (tmp_path / "r" / "synthetic" / "Positive").is_dir()
+
+
+@pytest.mark.slow
+def test_killed_run_restarts_and_completes(synth_dir, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "crackbench", "benchmark", "--data", str(synth_dir), "--out", str(out),
+           "--models", "lbp-svm,edges-svm,combined-rf", "--jobs", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "models" / "lbp-svm" / "result.json"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.exists(), "the first model never finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stamp = first.stat().st_mtime_ns
+    assert not (out / "results.json").exists()  # killed before the end
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lbp-svm: finished in an earlier run, skipped" in done.stderr
+    assert first.stat().st_mtime_ns == stamp
+    assert [m["name"] for m in collect_results(out)["models"]] == ["lbp-svm", "edges-svm", "combined-rf"]

@@ -1,0 +1,111 @@
+"""The reference CNN on a tiny synthetic set: architecture, learning, round trip, safe loading."""
+
+import json
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras", reason="the cnn extra (TensorFlow) is part of the README's test setup")
+
+from crackbench.cli import main  # noqa: E402
+from crackbench.cnn import build_reference_cnn, load_model, save_model, train_cnn  # noqa: E402
+from crackbench.dataset import scan_dataset  # noqa: E402
+from crackbench.imageio import read_image  # noqa: E402
+from crackbench.manifest import read_manifest, split_dataset, write_manifest  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_architecture_is_the_original_notebook():
+    model = build_reference_cnn((128, 128, 3))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                     "Flatten", "Dense", "Dense"]
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [16, 32, 32] and all(c.kernel_size == (3, 3) for c in convs)
+    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+    assert [d.units for d in dense] == [256, 1] and dense[-1].activation.__name__ == "sigmoid"
+    assert type(model.optimizer).__name__ == "Adam" and model.loss == "binary_crossentropy"
+    assert model.layers[0].scale == pytest.approx(1 / 255)  # raw uint8 in
+
+
+@pytest.fixture(scope="module")
+def easy_manifest(tmp_path_factory):
+    """240 deliberately easy 48x48 images (a thick dark stroke or none on a noisy grey), so a few
+    quick epochs show whether the training loop learns at all."""
+    root = tmp_path_factory.mktemp("cnn-data")
+    rng = np.random.default_rng(3)
+    for label in ("Positive", "Negative"):
+        (root / label).mkdir()
+        for i in range(120):
+            img = np.clip(rng.normal(rng.uniform(120, 170), 8, (48, 48)), 0, 255).astype(np.uint8)
+            if label == "Positive":
+                p, q = rng.integers(0, 48, 2), rng.integers(0, 48, 2)
+                cv2.line(img, (int(p[0]), 0), (int(q[0]), 47), int(rng.uniform(20, 60)), 3)
+            cv2.imwrite(str(root / label / f"{i:03d}.png"), img)
+    return write_manifest(split_dataset(scan_dataset(root, progress=False), val=0.2, test=0.2),
+                          root.parent / "manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def trained(easy_manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cnn-run")
+    return train_cnn(easy_manifest, out, image_size=48, epochs=6, batch_size=16, progress=False), out
+
+
+def test_learns_above_chance_and_logs(trained, easy_manifest):
+    model, out = trained
+    frame = read_manifest(easy_manifest)
+    test = frame[frame["split"] == "test"]
+    proba = model.predict_proba(list(test["path"]))[:, 1]
+    y = (test["label"] == "Positive").to_numpy()
+    assert ((proba >= 0.5) == y).mean() > 0.8  # chance is 0.5
+    assert model.metadata["val_metrics"]["roc_auc"] > 0.8
+    for name in ("history.csv", "training_curves.png", "checkpoint.keras"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").rglob("*tfevents*"))
+    assert model.metadata["input"]["size"] == 48 and model.metadata["classes"] == ["Negative", "Positive"]
+
+
+def test_save_load_identical_predictions_arrays_and_paths(trained, easy_manifest, tmp_path):
+    model, _ = trained
+    paths = list(read_manifest(easy_manifest)["path"][:12])
+    loaded = load_model(save_model(model, tmp_path / "m.keras"))
+    assert loaded.metadata == json.loads(json.dumps(model.metadata))
+    np.testing.assert_array_equal(loaded.predict_proba(paths), model.predict_proba(paths))
+    arrays = [read_image(p) for p in paths]  # raw uint8 RGB, any size: resized inside predict
+    np.testing.assert_array_equal(loaded.predict_proba(arrays), loaded.predict_proba(paths))
+
+
+def test_same_seed_same_weights(easy_manifest, tmp_path):
+    a = train_cnn(easy_manifest, tmp_path / "a", image_size=32, epochs=1, batch_size=16, progress=False)
+    b = train_cnn(easy_manifest, tmp_path / "b", image_size=32, epochs=1, batch_size=16, progress=False)
+    for wa, wb in zip(a.keras_model.get_weights(), b.keras_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_unsafe_lambda_model_is_refused(trained, tmp_path):
+    model, _ = trained
+    good = save_model(model, tmp_path / "good.keras")
+    evil = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Lambda(lambda x: x * 2)])
+    bad = tmp_path / "bad.keras"
+    evil.save(bad)
+    with zipfile.ZipFile(good) as z, zipfile.ZipFile(bad, "a") as zb:
+        zb.writestr("crackbench.json", z.read("crackbench.json"))
+    with pytest.raises(ValueError, match="safe mode"):
+        load_model(bad)
+    assert main(["predict", "--model", str(bad), str(tmp_path)]) == 1
+
+
+def test_cli_train_and_predict_cnn(easy_manifest, tmp_path, capsys):
+    out = tmp_path / "cnn.keras"
+    assert main(["train", "--model", "cnn", "--manifest", str(easy_manifest), "--out", str(out), "--epochs", "1",
+                 "--image-size", "32"]) == 0
+    assert out.is_file() and (tmp_path / "cnn" / "history.csv").is_file()
+    assert "validation accuracy" in capsys.readouterr().out
+    paths = list(read_manifest(easy_manifest)["path"][:3])
+    assert main(["predict", "--model", str(out), *paths, "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(preds) == 3 and all(p["label"] in ("Negative", "Positive") for p in preds)
