@@ -283,7 +283,7 @@ def _html(run_dir: Path, results: dict, md: str, figs: dict[str, bytes]) -> str:
     ]
     cross_title = next((t for t in tables if t.startswith("Cross-dataset")), None)
     if cross_title:
-        parts += [f"<h2>{html.escape(cross_title)}</h2>", tables[cross_title],
+        parts += [f"<h2>{html.escape(cross_title.replace('`', ''))}</h2>", tables[cross_title],
                   "<div class='row'>", img("roc_cross", "cross-dataset ROC"), "</div>",
                   img("confusion_cross", "cross-dataset confusion matrices")]
     if "cnn_training_curves" in figs:

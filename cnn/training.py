@@ -90,12 +90,14 @@ def _plot_history(history: pd.DataFrame, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.plot(history["epoch"] + 1, history[metric], marker="o", label="train")
         ax.plot(history["epoch"] + 1, history[f"val_{metric}"], marker="o", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -114,7 +116,7 @@ def train_cnn(
     patience: int = 3,
     seed: int = 0,
     augment: bool = True,
-    learning_rate: float = 1e-3,
+    learning_rate: float = 3e-4,
     positive_class: str | None = None,
     progress: bool = True,
 ) -> CNNModel:
@@ -124,7 +126,9 @@ def train_cnn(
     best checkpoint ``checkpoint.keras``. ReduceLROnPlateau divides the learning rate by 5 after two
     epochs without val_loss improvement; EarlyStopping stops after ``patience`` such epochs and
     restores the best weights. ``augment`` applies random flips and quarter turns to training
-    images (never to val or test).
+    images (never to val or test). ``learning_rate`` 3e-4 rather than Adam's 1e-3: at 1e-3 the
+    loss spikes and training collapses on the synthetic set, and on the real sample it stops
+    lower (README, "Reference CNN").
     """
     image_size = image_size or DEFAULT_IMAGE_SIZE
     if not isinstance(manifest, pd.DataFrame):
