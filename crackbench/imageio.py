@@ -119,8 +119,9 @@ def decode_image(
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.ndim != 3 or bgr.dtype != np.uint8:
         raise ImageError(name, "not-an-image", f"{fmt} header read but pixel data failed to decode")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return rgb if mode == "rgb" else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if mode == "gray":  # same weights and rounding as to_gray(RGB): identical pixels, one pass
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_image(

@@ -55,7 +55,7 @@ def check_images(X, *, image_size: tuple[int, int] | None = None) -> list[np.nda
         gray = to_gray(_as_uint8(img, i))
         if image_size is not None and gray.shape != tuple(image_size):
             h, w = image_size
-            interp = cv2.INTER_AREA if h * w < gray.size else cv2.INTER_LINEAR
+            interp = cv2.INTER_LINEAR
             gray = cv2.resize(gray, (w, h), interpolation=interp)
         out.append(np.ascontiguousarray(gray))
     return out
