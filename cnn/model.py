@@ -16,7 +16,7 @@ from crackbench.model import ImageModel
 __all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "build_reference_cnn", "load_model", "resize_batch", "save_model"]
 
 #: Input side used unless told otherwise; chosen by measurement (README, "Reference CNN").
-DEFAULT_IMAGE_SIZE = 128
+DEFAULT_IMAGE_SIZE = 96
 _METADATA_ENTRY = "crackbench.json"
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import skops.io as sio
-from sklearn.pipeline import Pipeline
+from sklearn import config_context
+from sklearn.pipeline import FeatureUnion, Pipeline
 
 from crackbench.model import ImageModel
 
@@ -40,7 +41,17 @@ class ClassicalModel(ImageModel):
         self.metadata = metadata
 
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        return self.pipeline.predict_proba(images)[:, 1]
+        features = self.pipeline.named_steps["features"]
+        # Inputs were validated by the extractors and the parameters when the model was trained:
+        # skip scikit-learn's repeated finiteness and parameter checks, which dominate one-image
+        # latency. A FeatureUnion's columns are its parts' columns side by side; computing them
+        # directly skips its sequential joblib machinery (~0.4 ms per call), same numbers.
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            if isinstance(features, FeatureUnion) and not features.transformer_weights:
+                X = np.hstack([t.transform(images) for _, t in features.transformer_list])
+            else:
+                X = features.transform(images)
+            return self.pipeline[1:].predict_proba(X)[:, 1]
 
     def __repr__(self) -> str:
         return f"ClassicalModel({self.metadata.get('name')!r})"

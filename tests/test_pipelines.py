@@ -142,3 +142,13 @@ def test_training_needs_two_classes(tmp_path, synth_manifest):
     one.assign(path=[str(synth_manifest.parent / p) for p in one["path"]]).to_csv(path, index=False)
     with pytest.raises(DataError, match="exactly 2 classes"):
         _train("lbp-svm", path, progress=False)
+
+
+def test_model_predict_path_equals_plain_pipeline(trained, synth_manifest):
+    """ClassicalModel computes a FeatureUnion's parts directly for speed: same numbers as sklearn's."""
+    paths, _ = _test_split(synth_manifest)
+    images = [read_image(p, mode="gray") for p in paths[:10]]
+    for name in ("combined-svm", "combined-rf", "lbp-svm"):
+        model = trained[name]
+        np.testing.assert_array_equal(model.predict_proba(images)[:, 1],
+                                      model.pipeline.predict_proba(images)[:, 1])
