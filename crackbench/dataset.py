@@ -243,8 +243,3 @@ def scan_dataset(
                             + (f" (and {len(bad) - 1} more unusable files)" if len(bad) > 1 else ""))
     return Dataset(str(root), kind, classes, records)
 
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(read_bytes(path)).hexdigest()
-
