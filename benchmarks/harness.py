@@ -228,10 +228,7 @@ def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int
             source = {"kind": "folder", "path": str(Path(data).resolve())}
         ds = scan_dataset(data, n_jobs=-1, progress=progress)
         fresh = write_manifest(split_dataset(ds, seed=seed, group_by=group_by), target.with_name("manifest.new.csv"))
-        skipped = ds.to_frame().query("status != 'used'")[["rel", "status", "reason", "detail"]]
-        skipped.rename(columns={"rel": "path"}).to_csv(run_dir / "manifest.skipped.csv", index=False,
-                                                       lineterminator="\n")
-        source["not_used"] = len(skipped)
+        source["not_used"] = ds.write_not_used(run_dir / "manifest.skipped.csv")
     if target.exists() and target.read_bytes() != fresh.read_bytes():
         fresh.unlink()
         raise DataError(f"{target} differs from the split this command makes now (the data or the seed "

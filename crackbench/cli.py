@@ -85,15 +85,14 @@ def cmd_data_split(args) -> int:
     ds = scan_dataset(args.source, max_pixels=args.max_pixels, strict=args.strict, n_jobs=args.jobs)
     frame = split_dataset(ds, val=args.val, test=args.test, seed=args.seed, group_by=args.group_by)
     out = write_manifest(frame, args.out)
-    not_used = ds.to_frame().query("status != 'used'")[["rel", "status", "reason", "detail"]]
     side = out.with_name(out.stem + ".skipped.csv")
-    not_used.rename(columns={"rel": "path"}).to_csv(side, index=False, lineterminator="\n")
+    n_not_used = ds.write_not_used(side)
     counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0)
     counts = counts.reindex(["train", "val", "test"], fill_value=0)
     rows = [{"split": s, **{lab: int(n) for lab, n in counts.loc[s].items()},
              "total": int(counts.loc[s].sum())} for s in counts.index]
     payload = {"manifest": str(out), "skipped_list": str(side), "seed": args.seed, "splits": rows,
-               "groups": int(frame["group"].nunique()), "not_used": len(not_used),
+               "groups": int(frame["group"].nunique()), "not_used": n_not_used,
                "group_by_unmatched": frame.attrs.get("unmatched", 0)}
 
     def text():
@@ -102,7 +101,7 @@ def cmd_data_split(args) -> int:
         if payload["group_by_unmatched"]:
             print(f"warning: {payload['group_by_unmatched']} file names did not match --group-by; "
                   f"each is its own group")
-        print(f"wrote {out}; {len(not_used)} files not used, listed in {side}")
+        print(f"wrote {out}; {n_not_used} files not used, listed in {side}")
 
     _emit(payload, args.json, text)
     return 0

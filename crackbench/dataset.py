@@ -83,6 +83,13 @@ class Dataset:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.records], columns=list(FileRecord.__annotations__))
 
+    def write_not_used(self, path: str | os.PathLike) -> int:
+        """Write every skipped or ignored entry as CSV ``path,status,reason,detail``; returns
+        how many there are (the header alone when all files were used)."""
+        table = self.to_frame().query("status != 'used'")[["rel", "status", "reason", "detail"]]
+        table.rename(columns={"rel": "path"}).to_csv(path, index=False, lineterminator="\n")
+        return len(table)
+
     def summary(self) -> dict:
         """Counts a person reads first: per class, per status, per reason, sizes, duplicates."""
         used = self.used
