@@ -279,7 +279,7 @@ def run_benchmark(
     seed: int = 0,
     force: bool = False,
     n_jobs: int = -1,
-    epochs: int = 20,
+    epochs: int = 40,
     cnn_size: int | None = None,
     n_synthetic: int = 2000,
     group_by: str | None = None,

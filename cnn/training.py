@@ -111,7 +111,7 @@ def train_cnn(
     out_dir: str | os.PathLike,
     *,
     image_size: int | None = None,
-    epochs: int = 20,
+    epochs: int = 40,
     batch_size: int = 32,
     patience: int = 3,
     seed: int = 0,
