@@ -33,13 +33,12 @@ from crackbench import __version__
 from crackbench.dataset import DataError, scan_dataset
 from crackbench.manifest import read_manifest, split_dataset, write_manifest
 from crackbench.model import ImageModel, binary_classes, manifest_sha256
+from crackbench.pipelines import PIPELINES
 
 from .metrics import evaluate
 
-__all__ = ["CLASSICAL_DEFAULT", "load_any_model", "run_benchmark", "write_json_atomic"]
+__all__ = ["load_any_model", "run_benchmark", "write_json_atomic"]
 
-CLASSICAL_DEFAULT = ["hog-svm", "hog-linsvm", "hog-rf", "lbp-svm", "lbp-rf", "edges-svm", "edges-rf",
-                     "combined-svm", "combined-rf"]
 N_LATENCY = 200
 N_WARMUP = 20
 
@@ -300,8 +299,8 @@ def run_benchmark(
         for f in run_dir.glob("models/*/result.json"):
             f.unlink()
         (run_dir / "manifest.csv").unlink(missing_ok=True)
-    models = models or [*CLASSICAL_DEFAULT, "cnn"]
-    unknown = sorted(set(models) - set(CLASSICAL_DEFAULT) - {"cnn"})
+    models = models or [*PIPELINES, "cnn"]
+    unknown = sorted(set(models) - set(PIPELINES) - {"cnn"})
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; see `crackbench models`")
     wall = time.perf_counter()
@@ -327,7 +326,6 @@ def run_benchmark(
             "path": str(Path(test_data).resolve()), "n_images": len(cross), "dataset_sha256": _dataset_hash(cross),
             "labels": {lab: int(n) for lab, n in cross["label"].value_counts().sort_index().items()},
             "not_used": len(cross_ds.records) - len(cross)},
-        "environment": _environment(),
     }
     phases = {"decode_s": _decode_pass(list(frame["path"]), n_jobs)}
     for i, name in enumerate(models, 1):
@@ -341,8 +339,7 @@ def run_benchmark(
         acc = result["test"]["metrics"]["accuracy"]
         _log(f"[{i}/{len(models)}] {name}: test accuracy {acc['value']:.4f} "
              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], latency p50 {result['latency']['p50_ms']:.2f} ms")
-    if "tensorflow" in sys.modules:
-        run_info["environment"]["tensorflow"] = sys.modules["tensorflow"].__version__
+    run_info["environment"] = _environment()  # after training: records TensorFlow if a CNN ran
     run_info["phases"] = phases
     run_info["wall_s_this_invocation"] = time.perf_counter() - wall
     write_json_atomic(run_dir / "run.json", run_info)

@@ -79,8 +79,9 @@ class CNNModel(ImageModel):
 
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
         batch = resize_batch(images, self.image_size)
-        return np.asarray(self.keras_model.predict_on_batch(batch)).reshape(-1) if len(batch) <= 256 else \
-            self.keras_model.predict(batch, batch_size=256, verbose=0).reshape(-1)
+        if len(batch) <= 256:  # one call, without predict()'s per-call dataset set-up (latency)
+            return np.asarray(self.keras_model.predict_on_batch(batch)).reshape(-1)
+        return self.keras_model.predict(batch, batch_size=256, verbose=0).reshape(-1)
 
     def __repr__(self) -> str:
         return f"CNNModel({self.metadata.get('name')!r}, size={self.metadata['input']['size']})"
