@@ -151,10 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=-1, help="joblib workers end to end (default all cores)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    result = run(args.data, args.n, args.repeat, args.jobs)
-    print_report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    return emit(run(args.data, args.n, args.repeat, args.jobs), print_report, args.json)
+
+
+def emit(result: dict, report, json_path: Path | None) -> int:
+    """Print ``result``'s table with ``report`` and, with ``json_path``, also write it as JSON."""
+    report(result)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
     return 0
 
 

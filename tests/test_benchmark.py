@@ -118,3 +118,30 @@ def test_killed_run_restarts_and_completes(synth_dir, tmp_path):
     assert "lbp-svm: finished in an earlier run, skipped" in done.stderr
     assert first.stat().st_mtime_ns == stamp
     assert [m["name"] for m in collect_results(out)["models"]] == ["lbp-svm", "edges-svm", "combined-rf"]
+
+
+@pytest.mark.slow
+def test_latency_script_times_every_model_of_a_run(run, synth_dir, capsys):
+    from crackbench.benchmarks import latency
+
+    out, _ = run
+    assert latency.main([str(out), "--data", str(synth_dir), "--n", "6", "--warmup", "2"]) == 0
+    table = capsys.readouterr().out
+    for name in MODELS:
+        assert f"| {name} | time_predict_file |" in table
+    # classical models: ours beside the plain scikit-learn pipeline, stage by stage
+    for stage in ("time_predict_file", "time_decode", "time_features", "time_classifier"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| lbp-svm | {stage} |"))
+        assert row.count("|") == 7 and (stage == "time_decode" or row.endswith("x |")), row
+    assert latency.main([str(out / "missing.skops")]) == 1
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_feature_speed_script_runs_on_generated_images(capsys, tmp_path):
+    from crackbench.benchmarks import features
+
+    assert features.main(["--data", str(tmp_path / "absent"), "--n", "12", "--repeat", "1", "--jobs", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "not found; 12 synthetic images generated" in table
+    for name in ("time_hog_skimage_defaults", "time_lbp_features_default", "time_extract_combined"):
+        assert f"| {name} |" in table

@@ -145,10 +145,36 @@ def test_training_needs_two_classes(tmp_path, synth_manifest):
 
 
 def test_model_predict_path_equals_plain_pipeline(trained, synth_manifest):
-    """ClassicalModel computes a FeatureUnion's parts directly for speed: same numbers as sklearn's."""
+    """ClassicalModel computes a FeatureUnion's parts directly, and scores up to MAX_ROWS rows with
+    the NumPy tail of pipelines._fast: the same numbers as scikit-learn's own path."""
     paths, _ = _test_split(synth_manifest)
-    images = [read_image(p, mode="gray") for p in paths[:10]]
-    for name in ("combined-svm", "combined-rf", "lbp-svm"):
+    images = [read_image(p, mode="gray") for p in paths[:20]]
+    for name in PIPELINES:
         model = trained[name]
-        np.testing.assert_array_equal(model.predict_proba(images)[:, 1],
+        expected = np.concatenate([model.pipeline.predict_proba(images[i:i + 1])[:, 1] for i in range(20)])
+        one_at_a_time = np.concatenate([model.predict_proba(images[i:i + 1])[:, 1] for i in range(20)])
+        np.testing.assert_allclose(one_at_a_time, expected, rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(model.predict_proba(images)[:, 1],  # 20 rows: scikit-learn's path
                                       model.pipeline.predict_proba(images)[:, 1])
+        assert (model._fast_tail() is not None) == PIPELINES[name].calibrated, name
+
+
+def test_fast_tail_refuses_unknown_steps_and_disagreement(trained, monkeypatch):
+    from sklearn.preprocessing import MinMaxScaler
+
+    from crackbench.pipelines import _fast
+
+    tail = trained["lbp-svm"].pipeline[1:]
+    n = tail.steps[0][1].n_features_in_
+    assert _fast.compile_tail(tail, n) is not None
+    X = np.random.default_rng(0).random((30, n))
+    other = Pipeline([("scale", MinMaxScaler().fit(X)), *tail.steps[1:]])
+    assert _fast.compile_tail(other, n) is None  # a step type it does not know
+    right = _fast._decision
+
+    def off_by_a_little(clf):
+        decision = right(clf)
+        return lambda X: decision(X) + 1e-3
+
+    monkeypatch.setattr(_fast, "_decision", off_by_a_little)
+    assert _fast.compile_tail(tail, n) is None  # arithmetic that disagrees with scikit-learn

@@ -1,0 +1,151 @@
+"""Single-image latency, file -> label: crackbench's serving path beside plain scikit-learn, one run.
+
+    python -m crackbench.benchmarks.latency RUN_DIR_OR_MODEL... [--data DIR]
+
+For every model (a ``.skops`` / ``.keras`` file, or every model of a benchmark run folder), one
+image at a time, decode included, p50 and p95 over ``--n`` images after ``--warmup`` calls:
+
+- ``time_predict_file``: ``model.predict([path])``, crackbench's path (what ``crackbench predict``
+  and the benchmark harness time);
+- ``time_predict_file_sklearn`` (classical models): the reference, the same fitted scikit-learn
+  ``Pipeline`` called directly, ``pipeline.predict_proba([read_image(path)])``;
+- stage rows for classical models, ours and scikit-learn's: ``time_decode``, ``time_features``
+  (the feature step) and ``time_classifier`` (scaling -> reduction -> classifier on one row).
+
+Ours and the reference alternate image by image, so machine noise hits both alike; the ratio is
+reference / ours. Without ``--data`` (or when the folder is absent) it uses freshly generated
+synthetic images and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from crackbench.imageio import read_image
+
+from .features import DEFAULT_DATA, _image_paths, emit
+from .harness import load_any_model
+
+__all__ = ["main", "run"]
+
+
+def _model_files(targets: list[Path]) -> list[Path]:
+    files = []
+    for target in targets:
+        if target.is_dir():
+            files += sorted(p for p in target.glob("models/*/model.*") if p.suffix in (".skops", ".keras"))
+        elif target.is_file():
+            files.append(target)
+        else:
+            raise FileNotFoundError(f"{target}: no such model file or run folder")
+    if not files:
+        raise FileNotFoundError(f"no model files in {', '.join(map(str, targets))}")
+    return files
+
+
+def _timed(calls: dict, paths: list, warmup: int) -> dict:
+    """Per-call milliseconds of each named ``fn(path)``, alternating between them image by image."""
+    for path in paths[:warmup]:
+        for fn in calls.values():
+            fn(path)
+    times = {name: [] for name in calls}
+    for path in paths:
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn(path)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "n": len(t)}
+            for name, t in times.items()}
+
+
+def _classical_calls(model) -> dict:
+    from sklearn import config_context
+
+    pipeline = model.pipeline
+    features, tail = pipeline[0], pipeline[1:]
+    fast = model._fast_tail()
+    images, rows = {}, {}
+
+    def tail_ours(path):
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            return fast(rows[path]) if fast is not None else tail.predict_proba(rows[path])
+
+    def features_ours(path):
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            rows[path] = model._features([images[path]])
+        return rows[path]
+
+    def decode(path):
+        images[path] = read_image(path, mode=model.input_mode)
+        return images[path]
+
+    return {
+        "time_predict_file": lambda p: model.predict([p]),
+        "time_predict_file_sklearn": lambda p: pipeline.predict_proba([read_image(p, mode=model.input_mode)]),
+        "time_decode": decode,
+        "time_features": features_ours,
+        "time_features_sklearn": lambda p: features.transform([images[p]]),
+        "time_classifier": tail_ours,
+        "time_classifier_sklearn": lambda p: tail.predict_proba(rows[p]),
+    }
+
+
+def run(targets: list[Path], data: Path | None, n: int, warmup: int) -> dict:
+    paths, source = _image_paths(data, n)
+    paths = [str(p) for p in paths[:n]]
+    results = []
+    for file in _model_files(targets):
+        model = load_any_model(file)
+        name = model.metadata.get("name", file.stem)
+        classical = hasattr(model, "pipeline")
+        calls = _classical_calls(model) if classical else {"time_predict_file": lambda p, m=model: m.predict([p])}
+        timings = _timed(calls, paths, warmup)
+        results.append({"model": name, "file": str(file), "timings": timings})
+        ours = timings["time_predict_file"]["p50_ms"]
+        ref = timings.get("time_predict_file_sklearn", {}).get("p50_ms")
+        print(f"  {name}: p50 {ours:.2f} ms" + (f" (scikit-learn pipeline {ref:.2f} ms)" if ref else ""),
+              file=sys.stderr)
+    return {"source": source, "n": len(paths), "warmup": warmup, "models": results}
+
+
+def print_report(result: dict) -> None:
+    print(f"data: {result['source']}")
+    print(f"one image at a time, decode included; p50 / p95 over {result['n']} images after "
+          f"{result['warmup']} warm-up calls; ours and scikit-learn alternate image by image\n")
+    print("| model | benchmark | p50 (ms) | p95 (ms) | scikit-learn p50 (ms) | speed-up |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in result["models"]:
+        t = r["timings"]
+        for name in ("time_predict_file", "time_decode", "time_features", "time_classifier"):
+            if name not in t:
+                continue
+            ref = t.get(f"{name}_sklearn")
+            ref_cells = f"{ref['p50_ms']:.3f} | {ref['p50_ms'] / t[name]['p50_ms']:.1f}x" if ref else "- | -"
+            print(f"| {r['model']} | {name} | {t[name]['p50_ms']:.3f} | {t[name]['p95_ms']:.3f} | {ref_cells} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crackbench.benchmarks.latency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", type=Path, nargs="+", help="model files or benchmark run folders")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None,
+                        help=f"image folder (default {DEFAULT_DATA} when present, else synthetic images)")
+    parser.add_argument("--n", type=int, default=500, help="timed images per model (default 500)")
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up images per model (default 20)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args.targets, args.data, args.n, args.warmup)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return emit(result, print_report, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
