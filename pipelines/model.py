@@ -32,10 +32,10 @@ TRUSTED_TYPES = frozenset({
 
 
 @functools.cache
-def _thread_pool() -> ThreadPoolExecutor | None:
-    """Threads for a FeatureUnion's parts on one image; ``None`` on a single core."""
+def _worker_thread() -> ThreadPoolExecutor | None:
+    """One worker thread for half of a FeatureUnion's parts on a few images; ``None`` on one core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="crackbench-features") if cores > 1 else None
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="crackbench-features") if cores > 1 else None
 
 
 class UntrustedModelError(ValueError):
@@ -56,18 +56,21 @@ class ClassicalModel(ImageModel):
 
         A FeatureUnion's columns are its parts' columns side by side; computing them directly
         skips its sequential joblib machinery (~0.4 ms per call). For up to ``MAX_ROWS`` images
-        the parts run concurrently on a small thread pool (the kernels release the GIL); larger
-        batches are parallelised across images by the caller (``extract``, joblib).
+        the last part is computed on this thread while the others run on one worker thread (the
+        kernels release the GIL): for the combined set, edge statistics here, HOG and LBP there,
+        about equal halves. Larger batches are parallelised across images by the caller
+        (``extract``).
         """
         features = self.pipeline.named_steps["features"]
         if not isinstance(features, FeatureUnion) or features.transformer_weights:
             return features.transform(images)
         parts = [t for _, t in features.transformer_list]
-        pool = _thread_pool() if len(images) <= MAX_ROWS and len(parts) > 1 else None
-        if pool is None:
+        worker = _worker_thread() if len(images) <= MAX_ROWS and len(parts) > 1 else None
+        if worker is None:
             return np.hstack([t.transform(images) for t in parts])
-        futures = [pool.submit(t.transform, images) for t in parts[1:]]
-        return np.hstack([parts[0].transform(images), *(f.result() for f in futures)])
+        others = worker.submit(lambda: [t.transform(images) for t in parts[:-1]])
+        last = parts[-1].transform(images)
+        return np.hstack([*others.result(), last])
 
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
         # Inputs were validated by the extractors and the parameters when the model was trained:
