@@ -112,7 +112,7 @@ def train_cnn(
     *,
     image_size: int | None = None,
     epochs: int = 40,
-    batch_size: int = 32,
+    batch_size: int = 16,
     patience: int = 3,
     seed: int = 0,
     augment: bool = True,

@@ -73,13 +73,14 @@ class ClassicalModel(ImageModel):
         return np.hstack([*others.result(), last])
 
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        # Inputs were validated by the extractors and the parameters when the model was trained:
-        # skip scikit-learn's repeated finiteness and parameter checks, which dominate one-image
-        # latency; up to MAX_ROWS rows, score with the NumPy tail (pipelines._fast).
+        X = self._features(images)
+        fast = self._fast_tail() if len(X) <= MAX_ROWS else None
+        if fast is not None:
+            return fast(X)
+        # The features were validated by the extractors and the parameters when the model was
+        # trained: skip scikit-learn's repeated finiteness and parameter checks.
         with config_context(assume_finite=True, skip_parameter_validation=True):
-            X = self._features(images)
-            fast = self._fast_tail() if len(X) <= MAX_ROWS else None
-            return fast(X) if fast is not None else self.pipeline[1:].predict_proba(X)[:, 1]
+            return self.pipeline[1:].predict_proba(X)[:, 1]
 
     def _fast_tail(self):
         # Built on first use: scikit-learn's per-call validation through the scaling, reduction
