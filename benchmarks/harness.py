@@ -37,7 +37,7 @@ from crackbench.pipelines import PIPELINES
 
 from .metrics import evaluate
 
-__all__ = ["load_any_model", "run_benchmark", "write_json_atomic"]
+__all__ = ["load_any_model", "run_benchmark", "time_calls", "write_json_atomic"]
 
 N_LATENCY = 200
 N_WARMUP = 20
@@ -105,19 +105,36 @@ class PeakMemory:
         return False
 
 
+def time_calls(calls: dict, paths: list, warmup: int) -> dict:
+    """Per-call milliseconds of each named ``fn(path)``, one path at a time: p50/p95 over
+    ``paths`` after calling every function on ``paths[:warmup]``.
+
+    The functions alternate path by path; ``NAME`` and ``NAME_sklearn`` swap places on every
+    other path, so neither side always runs second, on warm caches.
+    """
+    names = list(calls)
+    swapped = names.copy()
+    for i, name in enumerate(names[:-1]):
+        if names[i + 1] == f"{name}_sklearn":
+            swapped[i], swapped[i + 1] = names[i + 1], name
+    for path in paths[:warmup]:
+        for fn in calls.values():
+            fn(path)
+    times = {name: [] for name in calls}
+    for k, path in enumerate(paths):
+        for name in swapped if k % 2 else names:
+            start = time.perf_counter()
+            calls[name](path)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "n": len(t),
+                   "warmup": min(warmup, len(paths))} for name, t in times.items()}
+
+
 def _latency(model: ImageModel, paths: list[str]) -> dict:
     """File -> label, decode included, one image at a time: p50/p95 over N_LATENCY images after
     N_WARMUP warm-up calls."""
-    for p in paths[:N_WARMUP]:
-        model.predict([p])
     sample = (paths * (N_LATENCY // max(len(paths), 1) + 1))[:N_LATENCY]
-    times = []
-    for p in sample:
-        start = time.perf_counter()
-        model.predict([p])
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "n": len(times), "warmup": min(N_WARMUP, len(paths))}
+    return time_calls({"predict": lambda p: model.predict([p])}, sample, N_WARMUP)["predict"]
 
 
 def _predict_batched(model: ImageModel, paths: list[str], batch: int = 256) -> tuple[np.ndarray, float]:

@@ -10,7 +10,8 @@ image at a time, decode included, p50 and p95 over ``--n`` images after ``--warm
 - ``time_predict_file_sklearn`` (classical models): the reference, the same fitted scikit-learn
   ``Pipeline`` called directly, ``pipeline.predict_proba([read_image(path)])``;
 - stage rows for classical models, ours and scikit-learn's: ``time_decode``, ``time_features``
-  (the feature step) and ``time_classifier`` (scaling -> reduction -> classifier on one row).
+  (the feature step) and ``time_classifier`` (scaling -> reduction -> classifier on one row);
+- with ``--rounds R``, ours alone repeated R times: the spread of its p50 on this machine.
 
 Ours and the reference alternate image by image, each going first on every other image, so
 machine noise and warm caches favour neither; the ratio is reference / ours. Without ``--data``
@@ -20,16 +21,14 @@ machine noise and warm caches favour neither; the ratio is reference / ours. Wit
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from crackbench.imageio import read_image
 
 from .features import DEFAULT_DATA, _image_paths, emit
-from .harness import load_any_model
+from .harness import load_any_model, time_calls
 
 __all__ = ["main", "run"]
 
@@ -45,46 +44,15 @@ def _model_files(targets: list[Path]) -> list[Path]:
             raise FileNotFoundError(f"{target}: no such model file or run folder")
     if not files:
         raise FileNotFoundError(f"no model files in {', '.join(map(str, targets))}")
-    return files
-
-
-def _timed(calls: dict, paths: list, warmup: int) -> dict:
-    """Per-call milliseconds of each named ``fn(path)``, alternating between them image by image.
-
-    ``NAME`` and ``NAME_sklearn`` swap places on every other image, so neither side always runs
-    second, on warm caches.
-    """
-    names = list(calls)
-    swapped = names.copy()
-    for i, name in enumerate(names[:-1]):
-        if names[i + 1] == f"{name}_sklearn":
-            swapped[i], swapped[i + 1] = names[i + 1], name
-    for path in paths[:warmup]:
-        for fn in calls.values():
-            fn(path)
-    times = {name: [] for name in calls}
-    for k, path in enumerate(paths):
-        for name in swapped if k % 2 else names:
-            start = time.perf_counter()
-            calls[name](path)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "n": len(t)}
-            for name, t in times.items()}
+    # Keras models last: once TensorFlow's thread pools have run, they compete with the feature
+    # threads of the classical models timed after them (combined-svm: p50 ~2.0 vs ~1.5 ms).
+    return sorted(files, key=lambda f: f.suffix == ".keras")
 
 
 def _classical_calls(model) -> dict:
-    from sklearn import config_context
-
     pipeline = model.pipeline
     features, tail = pipeline[0], pipeline[1:]
-    fast = model._fast_tail()
     images, rows = {}, {}
-
-    def tail_ours(path):
-        if fast is not None:
-            return fast(rows[path])
-        with config_context(assume_finite=True, skip_parameter_validation=True):
-            return tail.predict_proba(rows[path])
 
     def features_ours(path):
         rows[path] = model._features([images[path]])
@@ -100,12 +68,12 @@ def _classical_calls(model) -> dict:
         "time_decode": decode,
         "time_features": features_ours,
         "time_features_sklearn": lambda p: features.transform([images[p]]),
-        "time_classifier": tail_ours,
+        "time_classifier": lambda p: model._score(rows[p]),
         "time_classifier_sklearn": lambda p: tail.predict_proba(rows[p]),
     }
 
 
-def run(targets: list[Path], data: Path | None, n: int, warmup: int) -> dict:
+def run(targets: list[Path], data: Path | None, n: int, warmup: int, rounds: int = 1) -> dict:
     paths, source = _image_paths(data, n)
     paths = [str(p) for p in paths[:n]]
     results = []
@@ -114,13 +82,16 @@ def run(targets: list[Path], data: Path | None, n: int, warmup: int) -> dict:
         name = model.metadata.get("name", file.stem)
         classical = hasattr(model, "pipeline")
         calls = _classical_calls(model) if classical else {"time_predict_file": lambda p, m=model: m.predict([p])}
-        timings = _timed(calls, paths, warmup)
-        results.append({"model": name, "file": str(file), "timings": timings})
+        timings = time_calls(calls, paths, warmup)
+        # further rounds repeat only ours, file -> label: how much the p50 moves with the machine
+        p50s = [timings["time_predict_file"]["p50_ms"]] + [
+            time_calls({"x": calls["time_predict_file"]}, paths, warmup)["x"]["p50_ms"] for _ in range(rounds - 1)]
+        results.append({"model": name, "file": str(file), "timings": timings, "predict_file_p50_rounds": p50s})
         ours = timings["time_predict_file"]["p50_ms"]
         ref = timings.get("time_predict_file_sklearn", {}).get("p50_ms")
         print(f"  {name}: p50 {ours:.2f} ms" + (f" (scikit-learn pipeline {ref:.2f} ms)" if ref else ""),
               file=sys.stderr)
-    return {"source": source, "n": len(paths), "warmup": warmup, "models": results}
+    return {"source": source, "n": len(paths), "warmup": warmup, "rounds": rounds, "models": results}
 
 
 def print_report(result: dict) -> None:
@@ -137,6 +108,13 @@ def print_report(result: dict) -> None:
             ref = t.get(f"{name}_sklearn")
             ref_cells = f"{ref['p50_ms']:.3f} | {ref['p50_ms'] / t[name]['p50_ms']:.1f}x" if ref else "- | -"
             print(f"| {r['model']} | {name} | {t[name]['p50_ms']:.3f} | {t[name]['p95_ms']:.3f} | {ref_cells} |")
+    if result["rounds"] > 1:
+        print(f"\nOurs alone, file -> label, {result['rounds']} rounds (the first is the one above):\n")
+        print("| model | p50 min (ms) | p50 median (ms) | p50 max (ms) |")
+        print("|---|---:|---:|---:|")
+        for r in result["models"]:
+            p50s = r["predict_file_p50_rounds"]
+            print(f"| {r['model']} | {min(p50s):.3f} | {statistics.median(p50s):.3f} | {max(p50s):.3f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"image folder (default {DEFAULT_DATA} when present, else synthetic images)")
     parser.add_argument("--n", type=int, default=500, help="timed images per model (default 500)")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up images per model (default 20)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat ours, file -> label, this many times and report the spread of p50 (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     try:
-        result = run(args.targets, args.data, args.n, args.warmup)
+        result = run(args.targets, args.data, args.n, args.warmup, args.rounds)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -2,12 +2,13 @@
 
 scikit-learn validates inputs and fitted state on every call, through every step and every
 wrapper: for one image through ``StandardScaler -> ColumnTransformer(PCA) ->
-CalibratedClassifierCV(FrozenEstimator(SVC))`` that bookkeeping costs ~1.3 ms, the arithmetic
-~0.2 ms. :func:`compile_tail` rebuilds the arithmetic of the fitted step types crackbench's
-pipelines use as plain NumPy functions of their fitted attributes, in scikit-learn's order of
-operations (scaling and PCA give the same bits; the RBF kernel agrees to ~1e-15). The result is
-checked against scikit-learn on probe rows when it is built; any other step type, or a
-disagreement, returns ``None`` and the caller keeps scikit-learn's own path.
+CalibratedClassifierCV(FrozenEstimator(SVC))`` that costs ~2 ms, the arithmetic ~0.2 ms
+(``python -m crackbench.benchmarks.latency`` prints both). :func:`compile_tail` rebuilds the
+arithmetic of the fitted step types crackbench's pipelines use as plain NumPy functions of
+their fitted attributes, in scikit-learn's order of operations (scaling and PCA give the same
+bits; the RBF kernel, computed from squared norms rather than libsvm's loop, agrees to ~1e-14).
+The result is checked against scikit-learn on probe rows when it is built; any other step
+type, or a disagreement, returns ``None`` and the caller keeps scikit-learn's own path.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _positive_proba(clf) -> Callable | None:
     return None
 
 
-def compile_tail(tail: Pipeline, n_features: int, *, rtol: float = 1e-9) -> Callable | None:
+def compile_tail(tail: Pipeline, *, rtol: float = 1e-9) -> Callable | None:
     """A function ``X -> P(positive)`` computing ``tail.predict_proba(X)[:, 1]`` without
     scikit-learn's per-call validation, or ``None`` where ``tail`` holds a step type this module
     does not know or the result disagrees with scikit-learn (relative tolerance ``rtol``) on
@@ -133,7 +134,9 @@ def compile_tail(tail: Pipeline, n_features: int, *, rtol: float = 1e-9) -> Call
     """
     fns = [_transformer(step) for _, step in tail.steps[:-1]]
     proba = _positive_proba(tail.steps[-1][1])
-    if proba is None or any(fn is None for fn in fns):
+    first = tail.steps[0][1]
+    n_features = getattr(first, "n_features_in_", None)
+    if proba is None or n_features is None or any(fn is None for fn in fns):
         return None
 
     def positive_proba(X):
@@ -142,15 +145,13 @@ def compile_tail(tail: Pipeline, n_features: int, *, rtol: float = 1e-9) -> Call
         return proba(X)
 
     # probe around the scaler's statistics when there is one, else standard normal rows
-    rng = np.random.default_rng(0)
-    probe = rng.standard_normal((MAX_ROWS, n_features))
-    scaler = tail.steps[0][1]
-    if type(scaler) is StandardScaler and scaler.mean_ is not None and scaler.scale_ is not None:
-        probe = scaler.mean_ + probe * scaler.scale_
+    probe = np.random.default_rng(0).standard_normal((MAX_ROWS, n_features))
+    if type(first) is StandardScaler and first.mean_ is not None and first.scale_ is not None:
+        probe = first.mean_ + probe * first.scale_
     probe = probe.astype(np.float32)
-    try:
-        ok = np.allclose(positive_proba(probe), tail.predict_proba(probe)[:, 1], rtol=rtol, atol=1e-12)
-        ok &= np.allclose(positive_proba(probe[:1]), tail.predict_proba(probe[:1])[:, 1], rtol=rtol, atol=1e-12)
+    try:  # MAX_ROWS rows and one row: BLAS takes different paths for the two
+        return positive_proba if all(
+            np.allclose(positive_proba(rows), tail.predict_proba(rows)[:, 1], rtol=rtol, atol=1e-12)
+            for rows in (probe, probe[:1])) else None
     except Exception:  # an attribute layout this scikit-learn version does not have
         return None
-    return positive_proba if ok else None

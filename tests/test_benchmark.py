@@ -125,7 +125,7 @@ def test_latency_script_times_every_model_of_a_run(run, synth_dir, capsys):
     from crackbench.benchmarks import latency
 
     out, _ = run
-    assert latency.main([str(out), "--data", str(synth_dir), "--n", "6", "--warmup", "2"]) == 0
+    assert latency.main([str(out), "--data", str(synth_dir), "--n", "6", "--warmup", "2", "--rounds", "2"]) == 0
     table = capsys.readouterr().out
     for name in MODELS:
         assert f"| {name} | time_predict_file |" in table
@@ -133,6 +133,8 @@ def test_latency_script_times_every_model_of_a_run(run, synth_dir, capsys):
     for stage in ("time_predict_file", "time_decode", "time_features", "time_classifier"):
         row = next(line for line in table.splitlines() if line.startswith(f"| lbp-svm | {stage} |"))
         assert row.count("|") == 7 and (stage == "time_decode" or row.endswith("x |")), row
+    spread = table.split("2 rounds")[1]
+    assert all(f"| {name} | " in spread for name in MODELS)
     assert latency.main([str(out / "missing.skops")]) == 1
     assert "no such model file" in capsys.readouterr().err
 

@@ -165,11 +165,10 @@ def test_fast_tail_refuses_unknown_steps_and_disagreement(trained, monkeypatch):
     from crackbench.pipelines import _fast
 
     tail = trained["lbp-svm"].pipeline[1:]
-    n = tail.steps[0][1].n_features_in_
-    assert _fast.compile_tail(tail, n) is not None
-    X = np.random.default_rng(0).random((30, n))
+    assert _fast.compile_tail(tail) is not None
+    X = np.random.default_rng(0).random((30, tail.steps[0][1].n_features_in_))
     other = Pipeline([("scale", MinMaxScaler().fit(X)), *tail.steps[1:]])
-    assert _fast.compile_tail(other, n) is None  # a step type it does not know
+    assert _fast.compile_tail(other) is None  # a step type it does not know
     right = _fast._decision
 
     def off_by_a_little(clf):
@@ -177,4 +176,4 @@ def test_fast_tail_refuses_unknown_steps_and_disagreement(trained, monkeypatch):
         return lambda X: decision(X) + 1e-3
 
     monkeypatch.setattr(_fast, "_decision", off_by_a_little)
-    assert _fast.compile_tail(tail, n) is None  # arithmetic that disagrees with scikit-learn
+    assert _fast.compile_tail(tail) is None  # arithmetic that disagrees with scikit-learn
