@@ -295,7 +295,7 @@ def run_benchmark(
     seed: int = 0,
     force: bool = False,
     n_jobs: int = -1,
-    epochs: int = 40,
+    epochs: int = 30,
     cnn_size: int | None = None,
     n_synthetic: int = 2000,
     group_by: str | None = None,

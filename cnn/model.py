@@ -21,7 +21,8 @@ _METADATA_ENTRY = "crackbench.json"
 
 
 def build_reference_cnn(input_shape: tuple[int, int, int] = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3),
-                        learning_rate: float = 1e-3) -> keras.Model:
+                        learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+                        ) -> keras.Model:
     """The original notebook's model, compiled: raw uint8 RGB in, P(crack) out.
 
     Rescaling(1/255) -> Conv2D(16, 3x3, relu) -> MaxPool -> Conv2D(32, 3x3, relu) -> MaxPool ->

@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--manifest", help="split manifest CSV")
     p.add_argument("--out", required=True, help="model file: .skops (classical) or .keras (cnn)")
     p.add_argument("--seed", type=int, default=0, help="split and training seed (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=40, help="cnn: maximum epochs (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=30, help="cnn: maximum epochs, also the length of the "
+                   "cosine learning-rate decay (default %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="cnn: input side in pixels "
                    "(default: the CNN's default; 256 is the original notebook's)")
     _add_cache_options(p)
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-data", help="second dataset evaluated in full (cross-dataset table)")
     p.add_argument("--group-by", metavar="REGEX", help="group regex for the split, as in `data split`")
     p.add_argument("--force", action="store_true", help="redo models already finished in this run folder")
-    p.add_argument("--epochs", type=int, default=40, help="cnn: maximum epochs (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=30, help="cnn: maximum epochs, also the length of the "
+                   "cosine learning-rate decay (default %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="cnn: input side (default: the CNN default)")
     p.add_argument("--n-synthetic", type=int, default=2000, help="images generated without --data "
                    "(default %(default)s)")
