@@ -12,7 +12,9 @@ A run folder holds::
     results.json, results.csv, report.md, report.html, figures/
 
 A model whose ``result.json`` exists is skipped when the same command runs again (``force``
-redoes it), so an interrupted run loses nothing that finished.
+redoes it), so an interrupted run loses nothing that finished. It is redone instead when its
+stamp differs: another crackbench version, another ``--test-data``, or (CNN) other epochs or
+input size. The split itself is checked byte for byte.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def load_any_model(path: str | os.PathLike) -> ImageModel:
 
 def _run_model(name: str, run_dir: Path, manifest: pd.DataFrame, manifest_path: Path,
                cross: pd.DataFrame | None, *, seed: int, n_jobs: int, epochs: int, cnn_size: int | None,
-               progress: bool) -> dict:
+               progress: bool, stamp: dict) -> dict:
     model_dir = run_dir / "models" / name
     model_dir.mkdir(parents=True, exist_ok=True)
     with PeakMemory() as mem:
@@ -192,6 +194,7 @@ def _run_model(name: str, run_dir: Path, manifest: pd.DataFrame, manifest_path: 
     proba, throughput = _predict_batched(model, test_paths)
     result = {
         "name": name,
+        "stamp": stamp,
         "kind": model.metadata["kind"],
         "description": model.metadata["description"],
         "model_file": str(path.relative_to(run_dir)),
@@ -251,6 +254,15 @@ def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int
                         f"changed since this run started): use another --out, or --force to start over")
     os.replace(fresh, target)
     return target, source
+
+
+def _stamp(name: str, run_info: dict) -> dict:
+    """What a finished model's results depend on besides the split (which is checked byte for byte)."""
+    stamp = {"crackbench_version": __version__,
+             "test_data_sha256": (run_info["test_data"] or {}).get("dataset_sha256")}
+    if name == "cnn":
+        stamp |= {"epochs": run_info["command"]["epochs"], "cnn_size": run_info["command"]["cnn_size"]}
+    return stamp
 
 
 def _dataset_hash(frame: pd.DataFrame) -> str:
@@ -347,12 +359,17 @@ def run_benchmark(
     phases = {"decode_s": _decode_pass(list(frame["path"]), n_jobs)}
     for i, name in enumerate(models, 1):
         done = run_dir / "models" / name / "result.json"
+        stamp = _stamp(name, run_info)
         if done.exists():
-            _log(f"[{i}/{len(models)}] {name}: finished in an earlier run, skipped (--force redoes it)")
-            continue
+            before = json.loads(done.read_text()).get("stamp")
+            if before == stamp:
+                _log(f"[{i}/{len(models)}] {name}: finished in an earlier run, skipped (--force redoes it)")
+                continue
+            _log(f"[{i}/{len(models)}] {name}: the earlier result was made with {before}, this command "
+                 f"needs {stamp}: redoing it")
         _log(f"[{i}/{len(models)}] {name}: training")
         result = _run_model(name, run_dir, frame, manifest_path, cross, seed=seed, n_jobs=n_jobs, epochs=epochs,
-                            cnn_size=cnn_size, progress=progress)
+                            cnn_size=cnn_size, progress=progress, stamp=stamp)
         acc = result["test"]["metrics"]["accuracy"]
         _log(f"[{i}/{len(models)}] {name}: test accuracy {acc['value']:.4f} "
              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], latency p50 {result['latency']['p50_ms']:.2f} ms")

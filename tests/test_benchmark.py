@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 
+from crackbench import __version__
 from crackbench.benchmarks import collect_results, compare_runs, run_benchmark
 from crackbench.cli import main
 from crackbench.dataset import DataError
@@ -82,6 +83,25 @@ def test_rerun_skips_finished_models_and_report_regenerates(run, synth_dir, cros
     assert main(["report", "compare", str(out), str(out)]) == 0
     assert "+0.0000" in capsys.readouterr().out
     assert compare_runs(out, out).count("| lbp-svm |") == 1
+
+
+@pytest.mark.slow
+def test_result_of_another_version_is_redone(run, synth_dir, cross_dir, capsys):
+    out, _ = run
+    done = out / "models" / "lbp-svm" / "result.json"
+    result = json.loads(done.read_text())
+    result["stamp"]["crackbench_version"] = "0.0.1"
+    done.write_text(json.dumps(result))
+    run_benchmark(out, data=synth_dir, models=["lbp-svm"], test_data=cross_dir, epochs=1, cnn_size=48,
+                  n_jobs=2, progress=False)
+    assert "'crackbench_version': '0.0.1'" in capsys.readouterr().err
+    assert json.loads(done.read_text())["stamp"] == {**result["stamp"], "crackbench_version": __version__}
+    # the CNN's stamp also holds its training settings: another --epochs redoes it
+    before = (out / "models" / "cnn" / "result.json").stat().st_mtime_ns
+    run_benchmark(out, data=synth_dir, models=["cnn"], test_data=cross_dir, epochs=2, cnn_size=48,
+                  n_jobs=2, progress=False)
+    assert json.loads((out / "models" / "cnn" / "result.json").read_text())["stamp"]["epochs"] == 2
+    assert (out / "models" / "cnn" / "result.json").stat().st_mtime_ns != before
 
 
 @pytest.mark.slow
