@@ -122,11 +122,13 @@ def train_cnn(
 ) -> CNNModel:
     """Train :func:`build_reference_cnn` on the manifest's train split, early-stopping on val.
 
-    ``out_dir`` receives ``tensorboard/`` logs, ``history.csv``, ``training_curves.png`` and the
-    best checkpoint ``checkpoint.keras``. The learning rate follows a cosine decay from
-    ``learning_rate`` to 0 over ``epochs`` epochs, a fixed schedule that val noise cannot cut
-    short. EarlyStopping watches val_loss from epoch ``epochs // 2`` on, stops after ``patience``
-    epochs without improvement and restores the best weights seen since then. ``augment`` applies
+    ``out_dir`` receives ``tensorboard/`` logs, ``history.csv``, ``training_curves.png`` and
+    ``checkpoint.keras`` (the lowest-val_loss epoch of the whole run, saved as training goes).
+    The learning rate follows a cosine decay from ``learning_rate`` to 0 over ``epochs`` epochs, a
+    fixed schedule that val noise cannot cut short. EarlyStopping watches val_loss in the
+    schedule's second half (from epoch ``epochs // 2 + 1``, counting from 1, as the metadata
+    does), stops after ``patience`` epochs without improvement and restores the best weights of
+    that half; the returned model is those weights. ``augment`` applies
     random flips and quarter turns to training images (never to val or test). ``learning_rate``
     3e-4 rather than Adam's 1e-3: at 1e-3 the loss spikes and training collapses on the synthetic
     set, and on the real sample it stops lower. Both choices were measured on val (README,
