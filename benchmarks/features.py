@@ -6,8 +6,8 @@ Kernel rows are single-threaded (one image at a time, both sides), timed as the 
 ``--repeat`` passes after a warm-up pass, and reported as images/s and the ratio ours/reference.
 The end-to-end rows time :func:`crackbench.features.extract` over files (read + decode +
 features, all cores through joblib, no cache) beside the same machinery with a no-op extractor:
-decode-only throughput, the floor nothing can beat. Without ``--data`` (or when the folder is
-absent) it runs on freshly generated synthetic images and says so.
+decode-only throughput, the floor nothing can beat. Without ``--data`` it runs on
+freshly generated synthetic images and says so.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ from crackbench.features import (
 from crackbench.features.batch import DecodeOnly
 from crackbench.imageio import IMAGE_EXTENSIONS, read_image
 from crackbench.synthetic import make_synthetic_dataset
-
-DEFAULT_DATA = Path("../shared/data/concrete-crack-sample")
 
 
 def _median_time(fn, images, repeat: int) -> float:
@@ -83,14 +81,15 @@ KERNELS = [
 
 
 def _image_paths(data: Path | None, n: int) -> tuple[list[Path], str]:
-    if data is not None and data.is_dir():
+    if data is not None:
+        if not data.is_dir():
+            raise FileNotFoundError(f"{data}: no such image folder")
         paths = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         step = max(1, len(paths) // n)
         return paths[::step][:n], f"{data} ({len(paths)} images, every {step}th used)"
     tmp = Path(tempfile.mkdtemp(prefix="crackbench-bench-"))
     make_synthetic_dataset(tmp, n, seed=0, progress=False)
-    why = f"{data} not found; " if data is not None else ""
-    return sorted(tmp.rglob("*.jpg")), f"{why}{n} synthetic images generated in {tmp}"
+    return sorted(tmp.rglob("*.jpg")), f"{n} synthetic images generated in {tmp}"
 
 
 def run(data: Path | None, n: int, repeat: int, n_jobs: int) -> dict:
@@ -144,14 +143,20 @@ def print_report(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crackbench.benchmarks.features", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None,
-                        help=f"image folder (default {DEFAULT_DATA} when present, else synthetic images)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="image folder, e.g. ../shared/data/concrete-crack-sample (default: generated "
+                        "synthetic images)")
     parser.add_argument("--n", type=int, default=2000, help="images for the end-to-end rows (default 2000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes, median reported (default 3)")
     parser.add_argument("--jobs", type=int, default=-1, help="joblib workers end to end (default all cores)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    return emit(run(args.data, args.n, args.repeat, args.jobs), print_report, args.json)
+    try:
+        result = run(args.data, args.n, args.repeat, args.jobs)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return emit(result, print_report, args.json)
 
 
 def emit(result: dict, report, json_path: Path | None) -> int:

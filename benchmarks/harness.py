@@ -13,13 +13,19 @@ A run folder holds::
 
 A model whose ``result.json`` exists is skipped when the same command runs again (``force``
 redoes it), so an interrupted run loses nothing that finished. It is redone instead when its
-stamp differs: another crackbench version, another ``--test-data``, or (CNN) other epochs or
-input size. The split itself is checked byte for byte.
+stamp differs (another crackbench version, seed, library version, ``--test-data``, or an option
+the model kind names in the registry, such as the CNN's epochs and input size), or when the file
+cannot be read. The split itself is checked byte for byte.
+
+Compute, then render: this module computes everything into ``results.json``
+(:func:`collect_results`); :mod:`crackbench.benchmarks.report` renders the reports from that
+file alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -30,25 +36,29 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_curve
 
 from crackbench import __version__
 from crackbench.dataset import DataError, scan_dataset
+from crackbench.errors import UsageError
+from crackbench.files import atomic_path, write_json
 from crackbench.manifest import read_manifest, split_dataset, write_manifest
 from crackbench.model import ImageModel, binary_classes, manifest_sha256
-from crackbench.pipelines import PIPELINES
+from crackbench.registry import ModelKind, TrainOptions, get_kind, load_model, model_kinds, train_model
 
-from .metrics import evaluate
+from .metrics import evaluate, mcnemar
 
-__all__ = ["load_any_model", "run_benchmark", "time_calls", "write_json_atomic"]
+__all__ = ["PROTOCOL", "collect_results", "run_benchmark", "select_models", "time_calls"]
 
-N_LATENCY = 200
-N_WARMUP = 20
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
-    os.replace(tmp, path)
+#: How every model is measured; recorded in results.json, where the report reads it.
+PROTOCOL = {
+    "threshold": 0.5,  # P(positive) at or above it: predicted positive
+    "bootstrap_resamples": 1000,  # of the test images, for the 95% percentile intervals
+    "latency_images": 200,  # one file -> label at a time, decode included ...
+    "latency_warmup": 20,  # ... after this many warm-up calls
+    "throughput_batch": 256,  # files per predict_proba call, decode included
+    "mistakes_listed": 8,  # most confident mistakes per model, for the report's gallery
+}
 
 
 def _log(msg: str) -> None:
@@ -133,96 +143,74 @@ def time_calls(calls: dict, paths: list, warmup: int) -> dict:
 
 
 def _latency(model: ImageModel, paths: list[str]) -> dict:
-    """File -> label, decode included, one image at a time: p50/p95 over N_LATENCY images after
-    N_WARMUP warm-up calls."""
-    sample = (paths * (N_LATENCY // max(len(paths), 1) + 1))[:N_LATENCY]
-    return time_calls({"predict": lambda p: model.predict([p])}, sample, N_WARMUP)["predict"]
+    """File -> label, decode included, one image at a time: p50/p95 over PROTOCOL's latency images
+    after its warm-up calls."""
+    n = PROTOCOL["latency_images"]
+    sample = (paths * (n // max(len(paths), 1) + 1))[:n]
+    return time_calls({"predict": lambda p: model.predict([p])}, sample, PROTOCOL["latency_warmup"])["predict"]
 
 
-def _predict_batched(model: ImageModel, paths: list[str], batch: int = 256) -> tuple[np.ndarray, float]:
+def _predict_batched(model: ImageModel, paths: list[str]) -> tuple[np.ndarray, float]:
     """Positive-class probabilities for ``paths`` (decode included) and throughput in images/s."""
+    batch = PROTOCOL["throughput_batch"]
     start = time.perf_counter()
     proba = np.concatenate([model.predict_proba(paths[i:i + batch])[:, 1] for i in range(0, len(paths), batch)])
     return proba, len(paths) / (time.perf_counter() - start)
 
 
-def _train(name: str, manifest_path: Path, model_dir: Path, *, seed: int, n_jobs: int, cache_dir: Path,
-           epochs: int, cnn_size: int | None, progress: bool) -> Path:
-    """Train model ``name`` and save it in ``model_dir``; returns the model file."""
-    if name == "cnn":
-        from crackbench.cnn import save_model, train_cnn
-
-        model = train_cnn(manifest_path, model_dir, seed=seed, epochs=epochs, image_size=cnn_size,
-                          progress=progress)
-        return save_model(model, model_dir / "model.keras")
-    else:
-        from crackbench.pipelines import save_model, train_classical
-
-        model = train_classical(name, manifest_path, seed=seed, n_jobs=n_jobs, cache_dir=cache_dir,
-                                progress=progress)
-        return save_model(model, model_dir / "model.skops")
-
-
-def load_any_model(path: str | os.PathLike) -> ImageModel:
-    """A trained model from a .skops (classical) or .keras (CNN) file, each loaded safely."""
-    path = Path(path)
-    if path.suffix == ".keras":
-        from crackbench.cnn import load_model
-    elif path.suffix == ".skops":
-        from crackbench.pipelines import load_model
-    else:
-        raise ValueError(f"{path}: expected a .skops (classical) or .keras (CNN) model file")
-    return load_model(path)
-
-
-def _run_model(name: str, run_dir: Path, manifest: pd.DataFrame, manifest_path: Path,
-               cross: pd.DataFrame | None, *, seed: int, n_jobs: int, epochs: int, cnn_size: int | None,
-               progress: bool, stamp: dict) -> dict:
+def _run_model(kind: ModelKind, run_dir: Path, manifest: pd.DataFrame, manifest_path: Path,
+               cross: pd.DataFrame | None, options: TrainOptions, stamp: dict) -> dict:
+    name = kind.name
     model_dir = run_dir / "models" / name
     model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / f"model{kind.suffix}"
     with PeakMemory() as mem:
         start = time.perf_counter()
-        path = _train(name, manifest_path, model_dir, seed=seed, n_jobs=n_jobs, cache_dir=run_dir / "feature-cache",
-                      epochs=epochs, cnn_size=cnn_size, progress=progress)
+        train_model(name, manifest_path, path, options, work_dir=model_dir)
         train_wall = time.perf_counter() - start
-    model = load_any_model(path)  # evaluate what a user would load, not the in-memory object
+    model = load_model(path)  # evaluate what a user would load, not the in-memory object
     classes = model.classes_
+    threshold = PROTOCOL["threshold"]
     start = time.perf_counter()
     test = manifest[manifest["split"] == "test"]
     test_paths = list(test["path"])
     y_test = (test["label"] == classes[1]).to_numpy(int)
     proba, throughput = _predict_batched(model, test_paths)
+    meta = model.metadata
     result = {
         "name": name,
         "stamp": stamp,
-        "kind": model.metadata["kind"],
-        "description": model.metadata["description"],
+        "kind": meta["kind"],
+        "description": meta["description"],
+        "device": meta.get("device", "CPU"),
         "model_file": str(path.relative_to(run_dir)),
         "model_bytes": path.stat().st_size,
         "classes": classes,
-        "best_params": model.metadata.get("best_params", model.metadata.get("params")),
-        "val_metrics": model.metadata["val_metrics"],
-        "timings": {**model.metadata["timings"], "train_wall_s": train_wall},
+        "best_params": meta.get("best_params", meta.get("params")),
+        "val_metrics": meta["val_metrics"],
+        "timings": {**meta["timings"], "train_wall_s": train_wall},
         "peak_rss_mib": mem.peak,
-        "test": evaluate(y_test, proba, seed=seed),
+        "test": evaluate(y_test, proba, n_boot=PROTOCOL["bootstrap_resamples"], seed=options.seed,
+                         threshold=threshold),
         "throughput_img_s": throughput,
         "latency": _latency(model, test_paths),
     }
-    if name == "cnn":
-        result["epochs_run"] = model.metadata["epochs_run"]
-        result["best_epoch"] = model.metadata["best_epoch"]
+    for key in ("epochs_run", "best_epoch"):
+        if key in meta:
+            result[key] = meta[key]
     rows = pd.DataFrame({"set": "test", "path": test_paths, "label": test["label"].to_numpy(),
                          "proba": proba})
     if cross is not None:
         y_cross = (cross["label"] == classes[1]).to_numpy(int)
         cross_proba, _ = _predict_batched(model, list(cross["path"]))
-        result["cross"] = evaluate(y_cross, cross_proba, seed=seed)
+        result["cross"] = evaluate(y_cross, cross_proba, n_boot=PROTOCOL["bootstrap_resamples"],
+                                   seed=options.seed, threshold=threshold)
         rows = pd.concat([rows, pd.DataFrame({"set": "cross", "path": cross["path"].to_numpy(),
                                               "label": cross["label"].to_numpy(), "proba": cross_proba})])
     result["timings"]["evaluate_s"] = time.perf_counter() - start
-    rows.to_csv(model_dir / "predictions.csv.tmp", index=False)
-    os.replace(model_dir / "predictions.csv.tmp", model_dir / "predictions.csv")
-    write_json_atomic(model_dir / "result.json", result)  # last: marks the model finished
+    with atomic_path(model_dir / "predictions.csv") as tmp:
+        rows.to_csv(tmp, index=False)
+    write_json(model_dir / "result.json", result)  # last: marks the model finished
     return result
 
 
@@ -256,13 +244,42 @@ def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int
     return target, source
 
 
-def _stamp(name: str, run_info: dict) -> dict:
-    """What a finished model's results depend on besides the split (which is checked byte for byte)."""
-    stamp = {"crackbench_version": __version__,
-             "test_data_sha256": (run_info["test_data"] or {}).get("dataset_sha256")}
-    if name == "cnn":
-        stamp |= {"epochs": run_info["command"]["epochs"], "cnn_size": run_info["command"]["cnn_size"]}
-    return stamp
+def _stamp(kind: ModelKind, options: TrainOptions, test_data_sha256: str | None) -> dict:
+    """What a finished model's results depend on besides the split (which is checked byte for
+    byte): versions, seed, cross-dataset images, and the options the kind names."""
+    return {"crackbench_version": __version__, "seed": options.seed, "libraries": kind.libraries(),
+            "test_data_sha256": test_data_sha256,
+            **{opt: getattr(options, opt) for opt in kind.stamp_options}}
+
+
+def _finished(path: Path, stamp: dict) -> tuple[bool, str]:
+    """Whether ``path`` (a result.json) holds a finished result made with ``stamp``, and if not, why."""
+    if not path.exists():
+        return False, ""
+    try:
+        before = json.loads(path.read_text()).get("stamp")
+    except (OSError, ValueError, AttributeError) as exc:
+        return False, f"{path} cannot be read ({type(exc).__name__}: {exc}): redoing it"
+    if before != stamp:
+        changed = sorted(k for k in {*stamp, *(before or {})} if (before or {}).get(k) != stamp.get(k))
+        return False, f"the earlier result differs in {', '.join(changed)}: redoing it"
+    return True, ""
+
+
+def select_models(names: list[str] | None) -> tuple[list[ModelKind], list[str]]:
+    """The kinds to run: the named ones (each must be installed), or every installed kind.
+
+    Returns the kinds and one line per kind left out because an optional extra is missing.
+    """
+    if names:
+        kinds = [get_kind(n) for n in names]
+        missing = [k.unavailable_reason() for k in kinds if not k.available]
+        if missing:
+            raise UsageError("; ".join(missing))
+        return kinds, []
+    everything = list(model_kinds().values())
+    return ([k for k in everything if k.available],
+            [f"{k.unavailable_reason()}; benchmarking the others" for k in everything if not k.available])
 
 
 def _dataset_hash(frame: pd.DataFrame) -> str:
@@ -313,25 +330,27 @@ def run_benchmark(
     group_by: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run the benchmark into ``out``; returns the collected results (also written to disk).
+    """Run the benchmark into ``out``; returns the collected results (also in ``results.json``).
 
     Parameters mirror ``crackbench benchmark``: with neither ``data`` nor ``manifest`` the
-    synthetic default dataset (``n_synthetic`` images) is generated into the run folder.
+    synthetic default dataset (``n_synthetic`` images) is generated into the run folder. Without
+    ``models``, every model kind whose optional extra is installed runs (one line says which were
+    left out). The reports are rendered by :func:`crackbench.benchmarks.report.write_reports`.
     """
-    from .report import collect_results, write_reports
-
     if data is not None and manifest is not None:
-        raise ValueError("give --data or --manifest, not both")
+        raise UsageError("give --data or --manifest, not both")
+    kinds, left_out = select_models(models)
+    for line in left_out:
+        _log(line)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     if force:
         for f in run_dir.glob("models/*/result.json"):
             f.unlink()
         (run_dir / "manifest.csv").unlink(missing_ok=True)
-    models = models or [*PIPELINES, "cnn"]
-    unknown = sorted(set(models) - set(PIPELINES) - {"cnn"})
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; see `crackbench models`")
+    models = [k.name for k in kinds]
+    options = TrainOptions(seed=seed, n_jobs=n_jobs, cache_dir=run_dir / "feature-cache", epochs=epochs,
+                           image_size=cnn_size, progress=progress)
     wall = time.perf_counter()
     manifest_path, source = _prepare_manifest(run_dir, data, manifest, seed, n_synthetic, group_by, progress)
     frame = read_manifest(manifest_path)
@@ -357,27 +376,82 @@ def run_benchmark(
             "not_used": len(cross_ds.records) - len(cross)},
     }
     phases = {"decode_s": _decode_pass(list(frame["path"]), n_jobs)}
-    for i, name in enumerate(models, 1):
-        done = run_dir / "models" / name / "result.json"
-        stamp = _stamp(name, run_info)
-        if done.exists():
-            before = json.loads(done.read_text()).get("stamp")
-            if before == stamp:
-                _log(f"[{i}/{len(models)}] {name}: finished in an earlier run, skipped (--force redoes it)")
-                continue
-            _log(f"[{i}/{len(models)}] {name}: the earlier result was made with {before}, this command "
-                 f"needs {stamp}: redoing it")
-        _log(f"[{i}/{len(models)}] {name}: training")
-        result = _run_model(name, run_dir, frame, manifest_path, cross, seed=seed, n_jobs=n_jobs, epochs=epochs,
-                            cnn_size=cnn_size, progress=progress, stamp=stamp)
+    test_data_sha256 = (run_info["test_data"] or {}).get("dataset_sha256")
+    for i, kind in enumerate(kinds, 1):
+        name = kind.name
+        stamp = _stamp(kind, options, test_data_sha256)
+        done, why = _finished(run_dir / "models" / name / "result.json", stamp)
+        if done:
+            _log(f"[{i}/{len(kinds)}] {name}: finished in an earlier run, skipped (--force redoes it)")
+            continue
+        if why:
+            _log(f"[{i}/{len(kinds)}] {name}: {why}")
+        _log(f"[{i}/{len(kinds)}] {name}: training")
+        result = _run_model(kind, run_dir, frame, manifest_path, cross, options, stamp)
         acc = result["test"]["metrics"]["accuracy"]
-        _log(f"[{i}/{len(models)}] {name}: test accuracy {acc['value']:.4f} "
+        _log(f"[{i}/{len(kinds)}] {name}: test accuracy {acc['value']:.4f} "
              f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], latency p50 {result['latency']['p50_ms']:.2f} ms")
     run_info["environment"] = _environment()  # after training: records TensorFlow if a CNN ran
     run_info["phases"] = phases
     run_info["wall_s_this_invocation"] = time.perf_counter() - wall
-    write_json_atomic(run_dir / "run.json", run_info)
-    results = collect_results(run_dir)
-    write_reports(run_dir, results)
+    write_json(run_dir / "run.json", run_info)
+    return collect_results(run_dir)
+
+
+def _roc_points(y: np.ndarray, proba: np.ndarray) -> dict | None:
+    if not 0 < y.sum() < len(y):
+        return None
+    fpr, tpr, _ = roc_curve(y, proba)
+    return {"fpr": np.round(fpr, 5).tolist(), "tpr": np.round(tpr, 5).tolist()}
+
+
+def collect_results(run_dir: str | os.PathLike) -> dict:
+    """Compute everything the reports show from ``run.json``, each ``models/*/result.json`` and
+    ``predictions.csv`` (McNemar tests, ROC points, the most confident mistakes, where the time
+    went), and write it to ``results.json``; returns it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise DataError(f"{run_dir}: not a benchmark run folder (no run.json)")
+    run = json.loads((run_dir / "run.json").read_text())
+    order = run["command"]["models"]
+    found = {}
+    for p in sorted(run_dir.glob("models/*/result.json")):
+        try:
+            found[p.parent.name] = json.loads(p.read_text())
+        except ValueError as exc:
+            _log(f"{p} cannot be read ({exc}); left out of the report")
+    models = [found[n] for n in order if n in found] + [found[n] for n in sorted(found) if n not in order]
+    threshold = PROTOCOL["threshold"]
+    predictions = {m["name"]: pd.read_csv(run_dir / "models" / m["name"] / "predictions.csv") for m in models}
+    correct = {}
+    for m in models:
+        pred = predictions[m["name"]]
+        pred = pred.assign(y=(pred["label"] == m["classes"][1]).astype(int))
+        pred = pred.assign(right=(pred["proba"] >= threshold) == (pred["y"] == 1))
+        m["roc"] = {part: _roc_points(g["y"].to_numpy(), g["proba"].to_numpy()) for part, g in pred.groupby("set")}
+        test = pred[pred["set"] == "test"]
+        correct[m["name"]] = test.set_index("path")["right"]
+        wrong = test[~test["right"]].assign(conf=(test["proba"] - threshold).abs())
+        wrong = wrong.sort_values(["conf", "path"], ascending=[False, True])
+        m["mistakes"] = {"n": len(wrong), "most_confident": [
+            {"path": r.path, "label": r.label, "proba": float(r.proba)}
+            for r in wrong.head(PROTOCOL["mistakes_listed"]).itertuples()]}
+        curves = run_dir / "models" / m["name"] / "training_curves.png"
+        m["training_curves"] = str(curves.relative_to(run_dir)) if curves.is_file() else None
+    tests_mcnemar = []
+    for a, b in itertools.combinations([m["name"] for m in models], 2):
+        common = correct[a].index.intersection(correct[b].index)
+        tests_mcnemar.append({"a": a, "b": b, "n": len(common),
+                              **mcnemar(correct[a].loc[common], correct[b].loc[common])})
+    phases = {
+        "decode_s": run.get("phases", {}).get("decode_s", float("nan")),
+        "features_s": sum(m["timings"].get("features_s", 0.0) for m in models if m["kind"] == "classical"),
+        "fit_s": sum(m["timings"].get("train_s", 0.0) for m in models if m["kind"] == "classical"),
+        "cnn_epochs_s": sum(m["timings"].get("train_s", 0.0) for m in models if m["kind"] == "cnn"),
+        "evaluation_s": sum(m["timings"].get("evaluate_s", 0.0) for m in models),
+    }
+    results = {"schema": "crackbench-results/2", "protocol": PROTOCOL, "run": run, "models": models,
+               "mcnemar": tests_mcnemar, "phases": phases}
+    write_json(run_dir / "results.json", results)
     return results
 

@@ -14,8 +14,8 @@ image at a time, decode included, p50 and p95 over ``--n`` images after ``--warm
 - with ``--rounds R``, ours alone repeated R times: the spread of its p50 on this machine.
 
 Ours and the reference alternate image by image, each going first on every other image, so
-machine noise and warm caches favour neither; the ratio is reference / ours. Without ``--data``
-(or when the folder is absent) it uses freshly generated synthetic images and says so.
+machine noise and warm caches favour neither; the ratio is reference / ours. Without ``--data`` it
+uses freshly generated synthetic images and says so.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import sys
 from pathlib import Path
 
 from crackbench.imageio import read_image
+from crackbench.registry import FILE_FORMATS, load_model
 
-from .features import DEFAULT_DATA, _image_paths, emit
-from .harness import load_any_model, time_calls
+from .features import _image_paths, emit
+from .harness import time_calls
 
 __all__ = ["main", "run"]
 
@@ -37,7 +38,7 @@ def _model_files(targets: list[Path]) -> list[Path]:
     files = []
     for target in targets:
         if target.is_dir():
-            files += sorted(p for p in target.glob("models/*/model.*") if p.suffix in (".skops", ".keras"))
+            files += sorted(p for p in target.glob("models/*/model.*") if p.suffix in FILE_FORMATS)
         elif target.is_file():
             files.append(target)
         else:
@@ -55,7 +56,7 @@ def _classical_calls(model) -> dict:
     images, rows = {}, {}
 
     def features_ours(path):
-        rows[path] = model._features([images[path]])
+        rows[path] = model.features([images[path]])
         return rows[path]
 
     def decode(path):
@@ -68,7 +69,7 @@ def _classical_calls(model) -> dict:
         "time_decode": decode,
         "time_features": features_ours,
         "time_features_sklearn": lambda p: features.transform([images[p]]),
-        "time_classifier": lambda p: model._score(rows[p]),
+        "time_classifier": lambda p: model.score(rows[p]),
         "time_classifier_sklearn": lambda p: tail.predict_proba(rows[p]),
     }
 
@@ -78,7 +79,7 @@ def run(targets: list[Path], data: Path | None, n: int, warmup: int, rounds: int
     paths = [str(p) for p in paths[:n]]
     results = []
     for file in _model_files(targets):
-        model = load_any_model(file)
+        model = load_model(file)
         name = model.metadata.get("name", file.stem)
         classical = hasattr(model, "pipeline")
         calls = _classical_calls(model) if classical else {"time_predict_file": lambda p, m=model: m.predict([p])}
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crackbench.benchmarks.latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", type=Path, nargs="+", help="model files or benchmark run folders")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_dir() else None,
-                        help=f"image folder (default {DEFAULT_DATA} when present, else synthetic images)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="image folder, e.g. ../shared/data/concrete-crack-sample (default: generated "
+                        "synthetic images)")
     parser.add_argument("--n", type=int, default=500, help="timed images per model (default 500)")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up images per model (default 20)")
     parser.add_argument("--rounds", type=int, default=1,

@@ -1,4 +1,6 @@
-"""Reports from a run folder's results: results.json/.csv, report.md, report.html, figures/."""
+"""Render a benchmark run's reports from its ``results.json`` alone: report.md, report.html,
+results.csv and figures/. Every number and constant shown is read from that file (the harness
+computes it); nothing here trains, predicts or re-derives a statistic."""
 
 from __future__ import annotations
 
@@ -13,58 +15,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import mcnemar
+from crackbench.dataset import DataError
+from crackbench.files import atomic_path
 
-__all__ = ["collect_results", "compare_runs", "markdown_table", "write_reports"]
-
-_METRIC_LABELS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "roc_auc": "ROC-AUC",
-                  "precision": "precision", "recall": "recall", "balanced_accuracy": "balanced acc."}
+__all__ = ["compare_runs", "load_results", "markdown_table", "write_reports"]
 
 
-def collect_results(run_dir: str | os.PathLike) -> dict:
-    """Everything a report needs, from ``run.json`` and each ``models/*/result.json``."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a benchmark run folder (no run.json)")
-    run = json.loads((run_dir / "run.json").read_text())
-    order = run["command"]["models"]
-    found = {p.parent.name: json.loads(p.read_text()) for p in run_dir.glob("models/*/result.json")}
-    models = [found[n] for n in order if n in found] + [found[n] for n in sorted(found) if n not in order]
-    predictions = {m["name"]: pd.read_csv(run_dir / "models" / m["name"] / "predictions.csv") for m in models}
-    tests = {n: p[p["set"] == "test"].set_index("path") for n, p in predictions.items()}
-    tests_mcnemar = []
-    for a, b in itertools.combinations([m["name"] for m in models], 2):
-        common = tests[a].index.intersection(tests[b].index)
-        pos = {m["name"]: m["classes"][1] for m in models}
-        correct = {n: ((tests[n].loc[common, "proba"] >= 0.5) == (tests[n].loc[common, "label"] == pos[n]))
-                   for n in (a, b)}
-        tests_mcnemar.append({"a": a, "b": b, "n": len(common), **mcnemar(correct[a], correct[b])})
-    phases = {
-        "decode_s": run.get("phases", {}).get("decode_s", float("nan")),
-        "features_s": sum(m["timings"].get("features_s", 0.0) for m in models if m["kind"] == "classical"),
-        "fit_s": sum(m["timings"].get("train_s", 0.0) for m in models if m["kind"] == "classical"),
-        "cnn_epochs_s": sum(m["timings"].get("train_s", 0.0) for m in models if m["kind"] == "cnn"),
-        "evaluation_s": sum(m["timings"].get("evaluate_s", 0.0) for m in models),
-    }
-    return {"schema": "crackbench-results/1", "run": run, "models": models, "mcnemar": tests_mcnemar,
-            "phases": phases}
+def load_results(run_dir: str | os.PathLike) -> dict:
+    """The ``results.json`` of a run folder."""
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no results.json (run `crackbench benchmark` into this folder first)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{path} cannot be read ({exc}); rerun the benchmark into this folder") from None
 
 
 def _flat_rows(results: dict) -> list[dict]:
     rows = []
     for m in results["models"]:
-        row = {"model": m["name"], "kind": m["kind"], "description": m["description"]}
+        row = {"model": m["name"], "kind": m["kind"], "description": m["description"], "device": m.get("device", "")}
         for part in ("test", "cross"):
             if part not in m:
                 continue
+            prefix = "" if part == "test" else "cross_"
             for k, v in m[part]["metrics"].items():
-                prefix = "" if part == "test" else "cross_"
                 row[f"{prefix}{k}"] = v["value"]
                 row[f"{prefix}{k}_ci_low"] = v["ci_low"]
                 row[f"{prefix}{k}_ci_high"] = v["ci_high"]
             (tn, fp), (fn, tp) = m[part]["confusion"]
-            row.update({f"{'' if part == 'test' else 'cross_'}{k}": v
-                        for k, v in {"tn": tn, "fp": fp, "fn": fn, "tp": tp, "n": m[part]["n"]}.items()})
+            row.update({f"{prefix}{k}": v for k, v in {"tn": tn, "fp": fp, "fn": fn, "tp": tp,
+                                                       "n": m[part]["n"]}.items()})
         row.update({
             "latency_p50_ms": m["latency"]["p50_ms"], "latency_p95_ms": m["latency"]["p95_ms"],
             "throughput_img_s": m["throughput_img_s"], "features_s": m["timings"].get("features_s", 0.0),
@@ -79,51 +61,97 @@ def _fmt_ci(metric: dict, digits: int = 4) -> str:
     return f"{metric['value']:.{digits}f} [{metric['ci_low']:.{digits}f}, {metric['ci_high']:.{digits}f}]"
 
 
-def markdown_table(results: dict, part: str = "test") -> str:
-    """One row per model, sorted by accuracy (then F1), best marked; ``part`` is test or cross."""
+# A table is (header, alignments, rows, index of the best row or None): rendered to Markdown and HTML alike.
+def _model_table(results: dict, part: str):
     models = [m for m in results["models"] if part in m]
-    if not models:
-        return ""
     models = sorted(models, key=lambda m: (-m[part]["metrics"]["accuracy"]["value"],
                                            -m[part]["metrics"]["f1"]["value"]))
-    lines = ["| | model | accuracy [95% CI] | F1 | MCC | ROC-AUC | latency p50 (ms) | throughput (img/s) "
-             "| train (s) | size (MiB) |", "|---|---|---|---|---|---|---:|---:|---:|---:|"]
+    header = ["", "model", "accuracy [95% CI]", "F1", "MCC", "ROC-AUC", "latency p50 (ms)", "throughput (img/s)",
+              "train (s)", "size (MiB)", "device"]
+    align = ["l", "l", "l", "l", "l", "l", "r", "r", "r", "r", "l"]
+    rows = []
     for i, m in enumerate(models):
         t = m[part]["metrics"]
-        lines.append(
-            f"| {'**best**' if i == 0 else ''} | {m['name']} | {_fmt_ci(t['accuracy'])} | {t['f1']['value']:.4f} "
-            f"| {t['mcc']['value']:.4f} | {t['roc_auc']['value']:.4f} | {m['latency']['p50_ms']:.2f} "
-            f"| {m['throughput_img_s']:,.0f} | {m['timings'].get('train_s', 0):.1f} | {m['model_bytes'] / 2**20:.2f} |")
+        rows.append(["best" if i == 0 else "", m["name"], _fmt_ci(t["accuracy"]), f"{t['f1']['value']:.4f}",
+                     f"{t['mcc']['value']:.4f}", f"{t['roc_auc']['value']:.4f}", f"{m['latency']['p50_ms']:.2f}",
+                     f"{m['throughput_img_s']:,.0f}", f"{m['timings'].get('train_s', 0):.1f}",
+                     f"{m['model_bytes'] / 2**20:.2f}", m.get("device", "")])
+    return header, align, rows, 0 if rows else None
+
+
+def _mcnemar_table(results: dict):
+    rows = [[t["a"], t["b"], str(t["a_only_correct"]), str(t["b_only_correct"]), f"{t['p_value']:.3g}"]
+            for t in sorted(results["mcnemar"], key=lambda t: t["p_value"])]
+    return ["model A", "model B", "only A right", "only B right", "p-value"], ["l", "l", "r", "r", "r"], rows, None
+
+
+def _phases_table(results: dict):
+    rows = [[k.removesuffix("_s").replace("_", " "), f"{v:.1f}"] for k, v in results["phases"].items()]
+    return ["phase", "seconds"], ["l", "r"], rows, None
+
+
+def _md(table) -> str:
+    header, align, rows, best = table
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    for i, r in enumerate(rows):
+        cells = ["**best**" if i == best and c == "best" else c for c in r]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _markdown(results: dict) -> str:
-    run = results["run"]
+def _html_table(table) -> str:
+    header, align, rows, best = table
+    if not rows:
+        return ""
+    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        cells = "".join(f"<td class={'num' if a == 'r' else 'txt'}>{html.escape(c)}</td>"
+                        for c, a in zip(r, align, strict=True))
+        out.append(f"<tr{' class=best' if i == best else ''}>{cells}</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def markdown_table(results: dict, part: str = "test") -> str:
+    """One row per model, sorted by accuracy (then F1), best marked; ``part`` is test or cross."""
+    return _md(_model_table(results, part))
+
+
+def _texts(results: dict) -> dict[str, str]:
+    """The sentences both reports print, every constant from ``results``."""
+    run, proto = results["run"], results["protocol"]
     ds = run["dataset"]
-    out = ["# crackbench benchmark report\n",
-           f"crackbench {run['crackbench_version']}; dataset: {ds.get('kind')} `{ds.get('path')}`, "
-           f"{ds['n_images']} images, dataset sha256 `{ds['dataset_sha256'][:16]}`, "
-           f"manifest sha256 `{ds['manifest_sha256'][:16]}`, seed {run['command']['seed']}.",
-           "Splits: " + "; ".join(f"{s} " + ", ".join(f"{k} {v}" for k, v in c.items())
-                                  for s, c in ds["splits"].items()) + ".\n",
-           "## Test split (in-dataset)\n",
-           "Accuracy with a 95% bootstrap interval (1,000 resamples of the test images). Latency: one file -> "
-           "label, decode included, median over 200 images after 20 warm-up calls. Throughput: batches of 256 "
-           "files, decode included. Train: fitting time (classical: without feature extraction).\n",
-           markdown_table(results, "test")]
+    texts = {
+        "dataset": (f"crackbench {run['crackbench_version']}; dataset: {ds.get('kind')} `{ds.get('path')}`, "
+                    f"{ds['n_images']} images, dataset sha256 `{ds['dataset_sha256'][:16]}`, "
+                    f"manifest sha256 `{ds['manifest_sha256'][:16]}`, seed {run['command']['seed']}."),
+        "splits": "Splits: " + "; ".join(f"{s} " + ", ".join(f"{k} {v}" for k, v in c.items())
+                                         for s, c in ds["splits"].items()) + ".",
+        "protocol": (f"Accuracy with a 95% bootstrap interval ({proto['bootstrap_resamples']:,} resamples of the "
+                     f"test images); a model predicts the positive class at P >= {proto['threshold']}. Latency: "
+                     f"one file -> label, decode included, median over {proto['latency_images']} images after "
+                     f"{proto['latency_warmup']} warm-up calls. Throughput: batches of "
+                     f"{proto['throughput_batch']} files, decode included. Train: fitting time (classical: "
+                     f"without feature extraction). Device: where the model was trained and timed."),
+        "mcnemar": "Exact two-sided test on the test images exactly one of the two models gets right.",
+    }
     if run.get("test_data"):
         td = run["test_data"]
-        out += [f"\n## Cross-dataset: trained above, tested on all of `{td['path']}`\n",
-                f"{td['n_images']} images ({', '.join(f'{k} {v}' for k, v in td['labels'].items())}); "
-                f"nothing was tuned on it.\n", markdown_table(results, "cross")]
-    out += ["\n## McNemar tests on the test split\n",
-            "Exact two-sided test on the images exactly one of the two models gets right.\n",
-            "| model A | model B | only A right | only B right | p-value |", "|---|---|---:|---:|---:|"]
-    for t in sorted(results["mcnemar"], key=lambda t: t["p_value"]):
-        out.append(f"| {t['a']} | {t['b']} | {t['a_only_correct']} | {t['b_only_correct']} | {t['p_value']:.3g} |")
-    ph = results["phases"]
-    out += ["\n## Where the time went\n", "| phase | seconds |", "|---|---:|"]
-    out += [f"| {k.removesuffix('_s').replace('_', ' ')} | {v:.1f} |" for k, v in ph.items()]
+        texts["cross_title"] = f"Cross-dataset: trained above, tested on all of {td['path']}"
+        texts["cross"] = (f"{td['n_images']} images ({', '.join(f'{k} {v}' for k, v in td['labels'].items())}); "
+                          f"nothing was tuned on it.")
+    return texts
+
+
+def _markdown(results: dict) -> str:
+    t = _texts(results)
+    out = ["# crackbench benchmark report\n", t["dataset"], t["splits"] + "\n", "## Test split (in-dataset)\n",
+           t["protocol"] + "\n", _md(_model_table(results, "test"))]
+    if "cross" in t:
+        out += [f"\n## {t['cross_title']}\n", t["cross"] + "\n", _md(_model_table(results, "cross"))]
+    out += ["\n## McNemar tests on the test split\n", t["mcnemar"] + "\n", _md(_mcnemar_table(results)),
+            "\n## Where the time went\n", _md(_phases_table(results))]
     return "\n".join(out) + "\n"
 
 
@@ -133,12 +161,12 @@ def _fig_to_png(fig) -> bytes:
     return buf.getvalue()
 
 
+
 def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
 
     models = results["models"]
     figs: dict[str, bytes] = {}
@@ -154,12 +182,13 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
         if acc["value"] > best:
             front.append((lat, acc["value"]))
             best = acc["value"]
-    ax.plot(*zip(*front, strict=True), "--", color="grey", label="Pareto front")
+    if front:
+        ax.plot(*zip(*front, strict=True), "--", color="grey", label="Pareto front")
+        ax.legend(loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("latency p50, one file -> label (ms, log scale)")
     ax.set_ylabel("test accuracy (95% CI)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
     figs["accuracy_vs_latency"] = _fig_to_png(fig)
     plt.close(fig)
 
@@ -169,12 +198,9 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
             continue
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for m in with_part:
-            pred = pd.read_csv(run_dir / "models" / m["name"] / "predictions.csv")
-            pred = pred[pred["set"] == part]
-            y = (pred["label"] == m["classes"][1]).to_numpy(int)
-            if 0 < y.sum() < len(y):
-                fpr, tpr, _ = roc_curve(y, pred["proba"])
-                ax.plot(fpr, tpr, label=f"{m['name']} (AUC {m[part]['metrics']['roc_auc']['value']:.4f})")
+            roc = m.get("roc", {}).get(part)
+            if roc:
+                ax.plot(roc["fpr"], roc["tpr"], label=f"{m['name']} (AUC {m[part]['metrics']['roc_auc']['value']:.4f})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
@@ -201,9 +227,9 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
         fig.tight_layout()
         figs[f"confusion_{part}"] = _fig_to_png(fig)
         plt.close(fig)
-    curves = run_dir / "models" / "cnn" / "training_curves.png"
-    if curves.is_file():
-        figs["cnn_training_curves"] = curves.read_bytes()
+    for m in models:
+        if m.get("training_curves") and (run_dir / m["training_curves"]).is_file():
+            figs[f"{m['name']}_training_curves"] = (run_dir / m["training_curves"]).read_bytes()
     return figs
 
 
@@ -221,101 +247,85 @@ def _thumbnail(path: str, size: int = 96) -> str:
     return base64.b64encode(buf.tobytes()).decode() if ok else ""
 
 
-def _gallery(run_dir: Path, m: dict, per_model: int = 8) -> str:
-    pred = pd.read_csv(run_dir / "models" / m["name"] / "predictions.csv")
-    pred = pred[pred["set"] == "test"]
-    wrong = pred[(pred["proba"] >= 0.5) != (pred["label"] == m["classes"][1])]
-    wrong = wrong.assign(conf=(wrong["proba"] - 0.5).abs()).sort_values(["conf", "path"], ascending=[False, True])
+
+def _gallery(m: dict) -> str:
+    mistakes = m.get("mistakes", {"n": 0, "most_confident": []})
     cells = []
-    for _, r in wrong.head(per_model).iterrows():
+    for r in mistakes["most_confident"]:
         b64 = _thumbnail(r["path"])
         cells.append(f'<figure><img src="data:image/jpeg;base64,{b64}" alt=""><figcaption>{html.escape(r["label"])}'
                      f' &middot; p={r["proba"]:.2f}<br>{html.escape(Path(r["path"]).name)}</figcaption></figure>')
-    total = len(wrong)
+    total = mistakes["n"]
     head = f"<h3>{html.escape(m['name'])}: {total} misclassified test image{'s' if total != 1 else ''}</h3>"
     return head + (f'<div class="gallery">{"".join(cells)}</div>' if cells else "<p>none</p>")
 
 
-def _md_table_to_html(md: str) -> str:
-    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    if not lines:
-        return ""
-    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
-    head, body = rows[0], rows[2:]
-    out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>"]
-    for r in body:
-        best = r[0] == "**best**"
-        cells = ["best" if best and i == 0 else c for i, c in enumerate(r)]
-        out.append(f"<tr{' class=best' if best else ''}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-                   + "</tr>")
-    return "".join(out) + "</tbody></table>"
-
-
-def _html(run_dir: Path, results: dict, md: str, figs: dict[str, bytes]) -> str:
-    run = results["run"]
+def _html(results: dict, figs: dict[str, bytes]) -> str:
+    run, t = results["run"], _texts(results)
 
     def img(name, alt):
         return (f'<img src="data:image/png;base64,{base64.b64encode(figs[name]).decode()}" alt="{alt}">'
                 if name in figs else "")
 
-    sections = md.split("\n## ")
-    tables = {s.split("\n", 1)[0]: _md_table_to_html(s) for s in sections[1:]}
-    env = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+    env = "".join(f"<tr><th>{html.escape(k)}</th><td class=txt>{html.escape(str(v))}</td></tr>"
                   for k, v in run["environment"].items())
     ds = run["dataset"]
     data_rows = {"source": f"{ds.get('kind')}: {ds.get('path')}", "images": ds["n_images"],
                  "dataset sha256": ds["dataset_sha256"], "manifest sha256": ds["manifest_sha256"],
-                 "seed": run["command"]["seed"]}
-    data = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in data_rows.items())
+                 "seed": run["command"]["seed"], "crackbench": run["crackbench_version"]}
+    data = "".join(f"<tr><th>{k}</th><td class=txt>{html.escape(str(v))}</td></tr>" for k, v in data_rows.items())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>crackbench report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:right}th{background:#f3f3f3}td:nth-child(2),th:nth-child(2){text-align:left}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "th{background:#f3f3f3;text-align:left}td.num{text-align:right}td.txt{text-align:left}"
         "tr.best{background:#e8f5e9;font-weight:600}img{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:8px}"
         "figure{margin:0;font-size:11px;text-align:center;width:110px}figure img{width:96px;height:96px}"
         ".row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}",
         "</style></head><body><h1>crackbench benchmark report</h1>",
-        f"<table>{data}</table>",
-        "<h2>Test split</h2>", tables.get("Test split (in-dataset)", ""),
+        f"<table>{data}</table><p>{html.escape(t['splits'])}</p>",
+        "<h2>Test split</h2>", f"<p>{html.escape(t['protocol'])}</p>", _html_table(_model_table(results, "test")),
         "<h2>Accuracy vs latency</h2>", img("accuracy_vs_latency", "accuracy versus latency, Pareto front"),
         "<div class='row'>", img("roc_test", "ROC curves"), "</div>", img("confusion_test", "confusion matrices"),
     ]
-    cross_title = next((t for t in tables if t.startswith("Cross-dataset")), None)
-    if cross_title:
-        parts += [f"<h2>{html.escape(cross_title.replace('`', ''))}</h2>", tables[cross_title],
-                  "<div class='row'>", img("roc_cross", "cross-dataset ROC"), "</div>",
-                  img("confusion_cross", "cross-dataset confusion matrices")]
-    if "cnn_training_curves" in figs:
-        parts += ["<h2>CNN training curves</h2>", img("cnn_training_curves", "CNN loss and accuracy per epoch")]
-    parts += ["<h2>McNemar tests</h2>", tables.get("McNemar tests on the test split", ""),
-              "<h2>Where the time went</h2>", tables.get("Where the time went", ""),
+    if "cross" in t:
+        parts += [f"<h2>{html.escape(t['cross_title'])}</h2>", f"<p>{html.escape(t['cross'])}</p>",
+                  _html_table(_model_table(results, "cross")), "<div class='row'>",
+                  img("roc_cross", "cross-dataset ROC"), "</div>", img("confusion_cross", "cross-dataset confusion")]
+    for name in (n for n in figs if n.endswith("_training_curves")):
+        model = name.removesuffix("_training_curves")
+        parts += [f"<h2>{html.escape(model)}: training curves</h2>", img(name, "loss and accuracy per epoch")]
+    parts += ["<h2>McNemar tests on the test split</h2>", f"<p>{html.escape(t['mcnemar'])}</p>",
+              _html_table(_mcnemar_table(results)), "<h2>Where the time went</h2>",
+              _html_table(_phases_table(results)),
               "<h2>Misclassified test images</h2><p>Most confident mistakes first; caption: true label, "
               "P(positive), file.</p>"]
-    parts += [_gallery(run_dir, m) for m in results["models"]]
+    parts += [_gallery(m) for m in results["models"]]
     parts += [f"<h2>Environment</h2><table>{env}</table></body></html>"]
     return "".join(parts)
 
 
-def write_reports(run_dir: str | os.PathLike, results: dict) -> None:
-    """(Re)write results.json, results.csv, report.md, figures/*.png and report.html."""
+def write_reports(run_dir: str | os.PathLike, results: dict | None = None) -> None:
+    """(Re)write report.md, report.html, results.csv and figures/*.png from ``results`` (default:
+    the run folder's ``results.json``)."""
     run_dir = Path(run_dir)
-    from .harness import write_json_atomic
-
-    write_json_atomic(run_dir / "results.json", results)
-    pd.DataFrame(_flat_rows(results)).to_csv(run_dir / "results.csv", index=False, lineterminator="\n")
-    md = _markdown(results)
-    (run_dir / "report.md").write_text(md)
+    if results is None:
+        results = load_results(run_dir)
+    with atomic_path(run_dir / "results.csv") as tmp:
+        pd.DataFrame(_flat_rows(results)).to_csv(tmp, index=False, lineterminator="\n")
+    with atomic_path(run_dir / "report.md") as tmp:
+        tmp.write_text(_markdown(results))
     figs = _figures(run_dir, results)
     (run_dir / "figures").mkdir(exist_ok=True)
     for name, data in figs.items():
         (run_dir / "figures" / f"{name}.png").write_bytes(data)
-    (run_dir / "report.html").write_text(_html(run_dir, results, md, figs))
+    with atomic_path(run_dir / "report.html") as tmp:
+        tmp.write_text(_html(results, figs))
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> str:
-    """Markdown table of the differences between two runs, model by model."""
-    a, b = collect_results(run_a), collect_results(run_b)
+    """Markdown table of the differences between two runs' results.json, model by model."""
+    a, b = load_results(run_a), load_results(run_b)
     ma = {m["name"]: m for m in a["models"]}
     mb = {m["name"]: m for m in b["models"]}
     lines = [f"A = {run_a}, B = {run_b}",

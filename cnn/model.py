@@ -11,6 +11,8 @@ import cv2
 import keras
 import numpy as np
 
+from crackbench.errors import ModelFileError
+from crackbench.files import atomic_path
 from crackbench.model import ImageModel
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "build_reference_cnn", "load_model", "resize_batch", "save_model"]
@@ -93,13 +95,11 @@ def save_model(model: CNNModel, path: str | os.PathLike) -> Path:
     atomically (a temporary file, then a rename)."""
     path = Path(path)
     if path.suffix != ".keras":
-        raise ValueError(f"a CNN model file must end in .keras, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.keras_model.save(tmp)
-    with zipfile.ZipFile(tmp, "a") as z:
-        z.writestr(_METADATA_ENTRY, json.dumps(model.metadata, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+        raise ModelFileError(f"a CNN model file must end in .keras, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        model.keras_model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(_METADATA_ENTRY, json.dumps(model.metadata, indent=2, sort_keys=True))
     return path
 
 
@@ -113,9 +113,9 @@ def load_model(path: str | os.PathLike) -> CNNModel:
         with zipfile.ZipFile(path) as z:
             metadata = json.loads(z.read(_METADATA_ENTRY))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a crackbench CNN model file ({type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: not a crackbench CNN model file ({type(exc).__name__})") from None
     try:
         keras_model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
-        raise ValueError(f"{path}: refused by Keras safe mode: {str(exc).splitlines()[0]}") from None
+        raise ModelFileError(f"{path}: refused by Keras safe mode: {str(exc).splitlines()[0]}") from None
     return CNNModel(keras_model, metadata)

@@ -32,7 +32,16 @@ from crackbench.model import binary_classes, manifest_sha256, quick_metrics
 
 from .model import DEFAULT_IMAGE_SIZE, CNNModel, build_reference_cnn, resize_batch
 
-__all__ = ["make_dataset", "train_cnn"]
+__all__ = ["make_dataset", "train_cnn", "training_device"]
+
+
+def training_device() -> str:
+    """Where TensorFlow places training: the first GPU's name, else "CPU"."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU: {details.get('device_name', gpus[0].name)}"
 
 
 def _augment(image, label, seed):
@@ -128,7 +137,8 @@ def train_cnn(
     fixed schedule that val noise cannot cut short. EarlyStopping watches val_loss in the
     schedule's second half (from epoch ``epochs // 2 + 1``, counting from 1, as the metadata
     does), stops after ``patience`` epochs without improvement and restores the best weights of
-    that half; the returned model is those weights. ``augment`` applies
+    that half; the returned model is those weights, and ``metadata["best_epoch"]`` names that
+    epoch (``checkpoint.keras`` may hold an earlier one). ``augment`` applies
     random flips and quarter turns to training images (never to val or test). ``learning_rate``
     3e-4 rather than Adam's 1e-3: at 1e-3 the loss spikes and training collapses on the synthetic
     set, and on the real sample it stops lower. Both choices were measured on val (README,
@@ -156,9 +166,10 @@ def train_cnn(
     steps = -(-len(train) // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
     model = build_reference_cnn((image_size, image_size, 3), learning_rate=schedule)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
+                                            start_from_epoch=epochs // 2)
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
-                                      start_from_epoch=epochs // 2),
+        stopper,
         keras.callbacks.ModelCheckpoint(out_dir / "checkpoint.keras", monitor="val_loss", save_best_only=True),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
@@ -170,7 +181,6 @@ def train_cnn(
     train_s = time.perf_counter() - start
     history = pd.DataFrame(fit.history).assign(epoch=fit.epoch)
     _plot_history(history, out_dir / "training_curves.png")
-    best = int(history["val_loss"].idxmin())
 
     val_proba = model.predict(val_ds, verbose=0).reshape(-1)
     metadata = {
@@ -194,7 +204,9 @@ def train_cnn(
         "n_train": len(train),
         "n_val": len(val),
         "epochs_run": len(history),
-        "best_epoch": best + 1,
+        # the epoch whose weights the model holds: EarlyStopping's best, within the epochs it watched
+        "best_epoch": stopper.best_epoch + 1,
+        "device": training_device(),
         "val_metrics": quick_metrics(y_val.astype(int), val_proba),
         "timings": {"train_s": train_s, "epoch_s": train_s / max(len(history), 1)},
         "history": history.to_dict(orient="list"),

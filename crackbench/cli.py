@@ -1,5 +1,9 @@
-"""The ``crackbench`` command line. It parses arguments and dispatches; the work lives in the
-library modules, imported lazily so ``crackbench data audit`` never loads TensorFlow."""
+"""The ``crackbench`` command line. It parses and checks arguments, then dispatches; the work lives
+in the library modules, imported lazily so ``crackbench data audit`` never loads TensorFlow.
+
+Problems a user can fix (:class:`~crackbench.errors.CrackbenchError`: bad data, bad arguments, a
+file that is not a model) print one line and exit 1; anything else is a bug and keeps its
+traceback."""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import CrackbenchError, UsageError
 
-EXIT_USAGE = 2
 EXIT_DATA = 1
 
 
@@ -79,14 +83,14 @@ def cmd_data_audit(args) -> int:
 
 
 def cmd_data_split(args) -> int:
-    from .dataset import scan_dataset
-    from .manifest import split_dataset, write_manifest
+    from .manifest import make_manifest
 
-    ds = scan_dataset(args.source, max_pixels=args.max_pixels, strict=args.strict, n_jobs=args.jobs)
-    frame = split_dataset(ds, val=args.val, test=args.test, seed=args.seed, group_by=args.group_by)
-    out = write_manifest(frame, args.out)
+    out = Path(args.out)
     side = out.with_name(out.stem + ".skipped.csv")
-    n_not_used = ds.write_not_used(side)
+    frame, ds = make_manifest(args.source, out, seed=args.seed, val=args.val, test=args.test,
+                              group_by=args.group_by, max_pixels=args.max_pixels, strict=args.strict,
+                              n_jobs=args.jobs)
+    n_not_used = len(ds.records) - len(ds.used)
     counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0)
     counts = counts.reindex(["train", "val", "test"], fill_value=0)
     rows = [{"split": s, **{lab: int(n) for lab, n in counts.loc[s].items()},
@@ -148,75 +152,73 @@ def cmd_features_extract(args) -> int:
 
 
 # ---------------------------------------------------------------- models
-def _model_names() -> dict[str, str]:
-    from crackbench.pipelines import PIPELINES
-
-    names = {name: spec.description for name, spec in PIPELINES.items()}
-    names["cnn"] = "reference Keras CNN (Conv16-Pool-Conv32-Pool-Conv32-Pool-Dense256-Dense1), needs [cnn]"
-    return names
-
-
 def cmd_models(args) -> int:
-    rows = [{"model": k, "description": v} for k, v in _model_names().items()]
-    _emit(rows, args.json, lambda: _print_table(rows, ["model", "description"]))
+    from .registry import model_kinds
+
+    rows = [{"model": k.name, "file": k.suffix, "installed": "yes" if k.available else f"no: {k.unavailable_reason()}",
+             "description": k.description} for k in model_kinds().values()]
+    _emit(rows, args.json, lambda: _print_table(rows, ["model", "file", "description", "installed"]))
     return 0
-
-
-def _manifest_for(args, out: Path) -> Path:
-    """The manifest to train on: given, or made from --data beside the output (and reported)."""
-    if args.manifest:
-        return Path(args.manifest)
-    from .dataset import scan_dataset
-    from .manifest import split_dataset, write_manifest
-
-    ds = scan_dataset(args.data, n_jobs=args.jobs)
-    manifest = write_manifest(split_dataset(ds, seed=args.seed), out.with_suffix(".manifest.csv"))
-    print(f"split {args.data} into {manifest} (seed {args.seed}; {len(ds.used)} images used, "
-          f"{len(ds.records) - len(ds.used)} not used: see `crackbench data audit`)")
-    return manifest
 
 
 def cmd_train(args) -> int:
     import time
 
+    from crackbench.features.batch import default_cache_dir
+
+    from .registry import TrainOptions, get_kind, train_model
+
     out = Path(args.out)
-    manifest = _manifest_for(args, out)
-    start = time.perf_counter()
-    if args.model == "cnn":
-        from crackbench.cnn import save_model, train_cnn
-
-        if out.suffix != ".keras":
-            raise ValueError(f"--out for the CNN must end in .keras, got {out.name!r}")
-        model = train_cnn(manifest, out.with_suffix(""), seed=args.seed, epochs=args.epochs,
-                          image_size=args.image_size)
+    kind = get_kind(args.model)  # unknown names, a wrong suffix, a missing extra: before any work
+    if out.suffix != kind.suffix:
+        raise UsageError(f"--out for model {kind.name!r} must end in {kind.suffix}, got {out.name!r}")
+    if not kind.available:
+        raise UsageError(kind.unavailable_reason())
+    _check_writable(out)
+    if args.manifest:
+        manifest = Path(args.manifest)
     else:
-        from crackbench.features.batch import default_cache_dir
-        from crackbench.pipelines import save_model, train_classical
+        from .manifest import make_manifest
 
-        if out.suffix != ".skops":
-            raise ValueError(f"--out for a classical model must end in .skops, got {out.name!r}")
-        model = train_classical(args.model, manifest, seed=args.seed, n_jobs=args.jobs,
-                                cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
-    save_model(model, out)
+        manifest = out.with_suffix(".manifest.csv")
+        _, ds = make_manifest(args.data, manifest, seed=args.seed, n_jobs=args.jobs)
+        print(f"split {args.data} into {manifest} (seed {args.seed}; {len(ds.used)} images used, "
+              f"{len(ds.records) - len(ds.used)} not used: listed in {manifest.stem}.skipped.csv)")
+    options = TrainOptions(seed=args.seed, n_jobs=args.jobs, epochs=args.epochs, image_size=args.image_size,
+                           cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
+    start = time.perf_counter()
+    model = train_model(kind.name, manifest, out, options)
     val = model.metadata["val_metrics"]
-    print(f"trained {args.model} in {time.perf_counter() - start:.1f} s; validation accuracy "
+    print(f"trained {kind.name} in {time.perf_counter() - start:.1f} s; validation accuracy "
           f"{val['accuracy']:.4f}, F1 {val['f1']:.4f}, ROC-AUC {val['roc_auc']:.4f}; wrote {out}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work when ``out`` cannot be written as a file."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is not a folder")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write in {parent}")
 
 
 def cmd_predict(args) -> int:
     import csv
 
-    from crackbench.benchmarks.harness import load_any_model
-
-    from .model import iter_image_files, predict_files
-
-    model = load_any_model(args.model)
-    paths = list(iter_image_files(args.paths))
-    if not paths:
-        raise ValueError("no image files found in the given paths")
     from tqdm.auto import tqdm
 
+    from .model import iter_image_files, predict_files
+    from .registry import load_model
+
+    model = load_model(args.model)
+    paths = list(iter_image_files(args.paths))
+    if not paths:
+        raise UsageError("no image files found in the given paths")
     rows = [p for p in tqdm(predict_files(model, paths), total=len(paths), desc="predict", unit="img",
                             leave=False)]
     records = [{"path": r.path, "label": r.label, "probability": None if r.error else round(r.probability, 6),
@@ -238,21 +240,43 @@ def cmd_predict(args) -> int:
     return EXIT_DATA if failed == len(rows) else 0
 
 
+# ---------------------------------------------------------------- cache
+def cmd_cache(args) -> int:
+    from crackbench.features.batch import cache_info, clear_cache, default_cache_dir
+
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.action == "clear":
+        removed, freed = clear_cache(root, stale_only=args.stale)
+        print(f"removed {removed} feature sets ({freed / 2**20:.1f} MiB) from {root}")
+        return 0
+    rows = cache_info(root)
+    _emit({"root": str(root), "feature_sets": rows}, args.json, lambda: (
+        print(f"{root}: {len(rows)} feature sets, {sum(r['bytes'] for r in rows) / 2**20:.1f} MiB"),
+        _print_table([{**r, "MiB": f"{r['bytes'] / 2**20:.1f}"} for r in rows],
+                     ["key", "extractor", "crackbench", "rows", "MiB", "current"]) if rows else None))
+    return 0
+
+
 # ---------------------------------------------------------------- benchmark
 def cmd_benchmark(args) -> int:
     import time
 
-    from crackbench.benchmarks import run_benchmark
+    from crackbench.benchmarks import run_benchmark, write_reports
+    from crackbench.benchmarks.harness import select_models
     from crackbench.benchmarks.report import markdown_table
 
     models = None if args.models in (None, "all") else [m.strip() for m in args.models.split(",") if m.strip()]
+    select_models(models)  # unknown names or a missing extra: one line, before any work
     out = Path(args.out) if args.out else Path("runs") / (
         f"{Path(args.data).name if args.data else Path(args.manifest).stem if args.manifest else 'synthetic'}"
         f"-seed{args.seed}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
     start = time.perf_counter()
     results = run_benchmark(out, data=args.data, manifest=args.manifest, models=models, test_data=args.test_data,
                             seed=args.seed, force=args.force, n_jobs=args.jobs, epochs=args.epochs,
                             cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=args.group_by)
+    write_reports(out, results)
     print(markdown_table(results, "test"))
     if args.test_data:
         print("\ncross-dataset:\n" + markdown_table(results, "cross"))
@@ -262,31 +286,61 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from crackbench.benchmarks import collect_results, compare_runs, write_reports
+    from crackbench.benchmarks import compare_runs, write_reports
 
     if args.targets[0] == "compare":
         if len(args.targets) != 3:
-            raise ValueError("usage: crackbench report compare RUN_A RUN_B")
+            raise UsageError("usage: crackbench report compare RUN_A RUN_B")
         print(compare_runs(args.targets[1], args.targets[2]))
         return 0
     if len(args.targets) != 1:
-        raise ValueError("usage: crackbench report RUN_DIR  |  crackbench report compare RUN_A RUN_B")
+        raise UsageError("usage: crackbench report RUN_DIR  |  crackbench report compare RUN_A RUN_B")
     run_dir = Path(args.targets[0])
-    write_reports(run_dir, collect_results(run_dir))
-    print(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'}, {run_dir / 'results.json'}, "
-          f"{run_dir / 'results.csv'}")
+    write_reports(run_dir)
+    print(f"rendered {run_dir / 'report.md'}, {run_dir / 'report.html'}, {run_dir / 'results.csv'} and "
+          f"{run_dir / 'figures'} from {run_dir / 'results.json'}")
     return 0
 
 
 # ---------------------------------------------------------------- parser
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _jobs(text: str) -> int:
+    value = _int_at_least(-(2**31))(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 workers cannot run anything: give -1 (all cores) or a count")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
     from .imageio import DEFAULT_MAX_PIXELS
 
     p.add_argument("--strict", action="store_true", help="fail on the first unusable image instead of "
                    "skipping and recording it")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    p.add_argument("--max-pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
                    help="skip images with more pixels than this (default %(default)s)")
-    p.add_argument("--jobs", type=int, default=-1, help="parallel workers (default: all cores)")
+    p.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers (default: all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,9 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("split", help="write the train/val/test split manifest every model shares")
     p.add_argument("source", help="dataset folder or CSV")
     p.add_argument("--out", required=True, help="manifest CSV to write")
-    p.add_argument("--seed", type=int, default=0, help="split seed (default %(default)s)")
-    p.add_argument("--val", type=float, default=0.15, help="validation fraction (default %(default)s)")
-    p.add_argument("--test", type=float, default=0.15, help="test fraction (default %(default)s)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="split seed (default %(default)s)")
+    p.add_argument("--val", type=_fraction, default=0.15, help="validation fraction (default %(default)s)")
+    p.add_argument("--test", type=_fraction, default=0.15, help="test fraction (default %(default)s)")
     p.add_argument("--group-by", metavar="REGEX", help="regular expression on the file name giving a group "
                    "id; a group never straddles splits (SDNET2018: '^([^-]+)-')")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -322,10 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = dsub.add_parser("synth", help="generate the synthetic crack dataset (Mendeley layout)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--n", type=int, default=2000,
+    p.add_argument("--n", type=_int_at_least(2), default=2000,
                    help="number of images, half per class (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="generator seed (default %(default)s)")
-    p.add_argument("--size", type=int, default=227, help="side length in pixels (default %(default)s)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="generator seed (default %(default)s)")
+    p.add_argument("--size", type=_int_at_least(16), default=227, help="side length in pixels (default %(default)s)")
     p.set_defaults(func=cmd_data_synth)
 
     feats = sub.add_parser("features", help="list feature sets, extract features from a manifest")
@@ -350,10 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", help="dataset folder or CSV; split with --seed, manifest written beside --out")
     src.add_argument("--manifest", help="split manifest CSV")
     p.add_argument("--out", required=True, help="model file: .skops (classical) or .keras (cnn)")
-    p.add_argument("--seed", type=int, default=0, help="split and training seed (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=30, help="cnn: maximum epochs, also the length of the "
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="split and training seed (default %(default)s)")
+    p.add_argument("--epochs", type=_int_at_least(1), default=30, help="cnn: maximum epochs, also the length of the "
                    "cosine learning-rate decay (default %(default)s)")
-    p.add_argument("--image-size", type=int, default=None, help="cnn: input side in pixels "
+    p.add_argument("--image-size", type=_int_at_least(16), default=None, help="cnn: input side in pixels "
                    "(default: the CNN's default; 256 is the original notebook's)")
     _add_cache_options(p)
     p.set_defaults(func=cmd_train)
@@ -373,40 +427,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="all", help="comma-separated names from `crackbench models`, or all "
                    "(default: all)")
     p.add_argument("--out", help="run folder (default runs/<dataset>-seed<seed>); rerunning resumes it")
-    p.add_argument("--seed", type=int, default=0, help="split, training and bootstrap seed (default %(default)s)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0,
+                   help="split, training and bootstrap seed (default %(default)s)")
     p.add_argument("--test-data", help="second dataset evaluated in full (cross-dataset table)")
     p.add_argument("--group-by", metavar="REGEX", help="group regex for the split, as in `data split`")
     p.add_argument("--force", action="store_true", help="redo models already finished in this run folder")
-    p.add_argument("--epochs", type=int, default=30, help="cnn: maximum epochs, also the length of the "
+    p.add_argument("--epochs", type=_int_at_least(1), default=30, help="cnn: maximum epochs, also the length of the "
                    "cosine learning-rate decay (default %(default)s)")
-    p.add_argument("--image-size", type=int, default=None, help="cnn: input side (default: the CNN default)")
-    p.add_argument("--n-synthetic", type=int, default=2000, help="images generated without --data "
+    p.add_argument("--image-size", type=_int_at_least(16), default=None,
+                   help="cnn: input side (default: the CNN default)")
+    p.add_argument("--n-synthetic", type=_int_at_least(20), default=2000, help="images generated without --data "
                    "(default %(default)s)")
-    p.add_argument("--jobs", type=int, default=-1, help="parallel workers (default: all cores)")
+    p.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers (default: all cores)")
     p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("report", help="regenerate a run's reports, or compare two runs")
+    p = sub.add_parser("cache", help="show or clear the feature cache")
+    p.add_argument("action", choices=["info", "clear"], help="info: what is cached; clear: remove it")
+    p.add_argument("--stale", action="store_true", help="clear: only feature sets of other crackbench versions")
+    p.add_argument("--cache-dir", default=None,
+                   help="feature cache folder (default: $CRACKBENCH_CACHE or ~/.cache/crackbench)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (info)")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("report", help="render a run's reports from its results.json, or compare two runs")
     p.add_argument("targets", nargs="+", metavar="RUN_DIR | compare RUN_A RUN_B")
     p.set_defaults(func=cmd_report)
     return parser
 
 
 def _add_cache_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", type=int, default=-1, help="parallel workers (default: all cores)")
+    p.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers (default: all cores)")
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default: $CRACKBENCH_CACHE or ~/.cache/crackbench)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .dataset import DataError
-    from .imageio import ImageError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, ImageError, FileNotFoundError, ValueError) as exc:
+    except (CrackbenchError, FileNotFoundError) as exc:
         print(f"crackbench: error: {exc}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:

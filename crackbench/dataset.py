@@ -29,12 +29,14 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from .errors import CrackbenchError
+from .files import atomic_path
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, decode_image, read_bytes
 
 __all__ = ["DataError", "Dataset", "FileRecord", "scan_dataset"]
 
 
-class DataError(ValueError):
+class DataError(CrackbenchError):
     """The data cannot be used as asked; the message names the file or folder."""
 
 
@@ -87,7 +89,8 @@ class Dataset:
         """Write every skipped or ignored entry as CSV ``path,status,reason,detail``; returns
         how many there are (the header alone when all files were used)."""
         table = self.to_frame().query("status != 'used'")[["rel", "status", "reason", "detail"]]
-        table.rename(columns={"rel": "path"}).to_csv(path, index=False, lineterminator="\n")
+        with atomic_path(path) as tmp:
+            table.rename(columns={"rel": "path"}).to_csv(tmp, index=False, lineterminator="\n")
         return len(table)
 
     def summary(self) -> dict:

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import CrackbenchError
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
@@ -50,7 +52,7 @@ if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-class ImageError(ValueError):
+class ImageError(CrackbenchError):
     """A file that cannot be used as an image; ``reason`` is a stable code, ``detail`` says why."""
 
     def __init__(self, path: str | os.PathLike, reason: str, detail: str):

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .dataset import DataError, Dataset
+from .dataset import DataError, Dataset, scan_dataset
+from .files import atomic_path
+from .imageio import DEFAULT_MAX_PIXELS
 
 __all__ = ["COLUMNS", "SPLITS", "read_manifest", "split_dataset", "write_manifest"]
 
@@ -149,9 +151,8 @@ def write_manifest(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
     table = frame[COLUMNS].copy()
     table["path"] = [Path(os.path.relpath(p, base)).as_posix() for p in table["path"]]
     table = table.sort_values("path", kind="stable")
-    tmp = out.with_name(out.name + ".tmp")
-    table.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8")
     return out
 
 
@@ -171,3 +172,27 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     frame["path"] = [str((base / p).resolve()) if not os.path.isabs(p) else p for p in frame["path"]]
     frame.attrs["source"] = str(path.resolve())
     return frame[COLUMNS]
+
+
+def make_manifest(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    val: float = 0.15,
+    test: float = 0.15,
+    group_by: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    strict: bool = False,
+    n_jobs: int = -1,
+    progress: bool = True,
+    skipped: str | os.PathLike | None = None,
+) -> tuple[pd.DataFrame, Dataset]:
+    """Scan ``source``, split it and write the manifest to ``out`` and the files not used to
+    ``skipped`` (default ``<out stem>.skipped.csv``): what ``crackbench data split``, ``train
+    --data`` and ``benchmark --data`` all do. Returns the split frame and the scanned dataset."""
+    dataset = scan_dataset(source, max_pixels=max_pixels, strict=strict, n_jobs=n_jobs, progress=progress)
+    frame = split_dataset(dataset, val=val, test=test, seed=seed, group_by=group_by)
+    out = write_manifest(frame, out)
+    dataset.write_not_used(skipped if skipped is not None else out.with_name(out.stem + ".skipped.csv"))
+    return frame, dataset

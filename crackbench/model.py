@@ -1,5 +1,5 @@
-"""What every trained crackbench model offers, classical or CNN: one interface for the CLI and
-the benchmark harness.
+"""What every trained crackbench model offers, classical or CNN: one interface for the CLI, the
+benchmark harness and every other consumer.
 
 ``predict`` / ``predict_proba`` take a stack ``(n, h, w[, 3])``, a list of image arrays, or a
 list of file paths (decoded with :mod:`crackbench.imageio`). ``predict_proba`` returns
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal, NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -21,16 +23,41 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from .dataset import DataError
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, read_image
 
-__all__ = ["ImageModel", "Prediction", "binary_classes", "iter_image_files", "manifest_sha256", "predict_files",
-           "quick_metrics"]
+__all__ = ["ImageModel", "ModelMetadata", "Prediction", "binary_classes", "iter_image_files", "manifest_sha256",
+           "predict_files", "quick_metrics"]
 
 
-class ImageModel:
-    """Base class: subclasses set ``metadata`` and implement :meth:`_positive_proba`."""
+class ModelMetadata(TypedDict):
+    """What a model file records beside the fitted model (JSON-able, stored inside the file)."""
 
-    #: decode mode for file inputs, "gray" or "rgb"
-    input_mode = "rgb"
-    metadata: dict
+    format: str  # "crackbench-model/1"
+    kind: str  # the model's family: "classical" | "cnn"
+    name: str  # its name in the model registry (``crackbench models``)
+    description: str
+    crackbench_version: str
+    classes: list[str]  # [negative, positive]
+    positive_class: str
+    input: dict  # how files are decoded and resized before the model
+    manifest_sha256: str  # the split it was trained on
+    seed: int
+    n_train: int
+    n_val: int
+    val_metrics: dict[str, float]  # accuracy, f1, roc_auc on the val split
+    timings: dict[str, float]  # seconds; "train_s" is the fitting time
+    device: NotRequired[str]  # where it was trained: "CPU" or the accelerator's name
+    params: NotRequired[dict | str]
+    best_params: NotRequired[dict]
+
+
+class ImageModel(ABC):
+    """A trained binary image classifier with its :class:`ModelMetadata`.
+
+    Subclasses set ``input_mode`` (how files are decoded) and ``metadata``, and implement
+    :meth:`_positive_proba` on a list of decoded images.
+    """
+
+    input_mode: ClassVar[Literal["gray", "rgb"]] = "rgb"
+    metadata: ModelMetadata
 
     @property
     def classes_(self) -> list[str]:
@@ -44,14 +71,18 @@ class ImageModel:
     def name(self) -> str:
         return self.metadata["name"]
 
+    @abstractmethod
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """P(positive class) for each decoded image, shape ``(n,)``."""
 
     def _as_images(self, X) -> list[np.ndarray]:
         if isinstance(X, (str, os.PathLike)):
             raise ValueError("expected a sequence of images or paths; wrap a single path in a list")
         if isinstance(X, np.ndarray):
-            return list(X) if X.ndim in (3, 4) else [X]
+            if X.ndim == 4 or (X.ndim == 3 and X.shape[-1] not in (3, 4)):
+                return list(X)
+            hint = ("; for one image pass X[np.newaxis]" if X.ndim in (2, 3) else "")
+            raise ValueError(f"expected images of shape (n, h, w) or (n, h, w, 3), got {X.shape}{hint}")
         items = list(X)
         if not items:
             raise ValueError("expected at least one image, got an empty input")

@@ -190,7 +190,7 @@ def hog(
 
     Returns
     -------
-    features : (n,) ndarray of float64
+    features : (n,) ndarray, float32 for float32 input (as scikit-image), float64 otherwise
         ``n = n_blocks_row * n_blocks_col * cells_per_block[0] * cells_per_block[1] *
         orientations``; see :func:`hog_output_length`.
 
@@ -223,9 +223,10 @@ def hog(
         raise ValueError("orientations, pixels_per_cell and cells_per_block must be positive")
     n_cr, n_cc = image.shape[0] // cr, image.shape[1] // cc
     if n_cr - br + 1 <= 0 or n_cc - bc + 1 <= 0:
-        raise ValueError(f"image of {image.shape[0]}x{image.shape[1]} pixels is too small for "
-                         f"pixels_per_cell={pixels_per_cell} and cells_per_block={cells_per_block}: "
-                         f"it needs at least {br * cr}x{bc * cc}")
+        raise ValueError(f"The input image is too small given the values of pixels_per_cell and "
+                         f"cells_per_block. It should have at least: {br * cr} rows and {bc * cc} cols. "
+                         f"Got {image.shape[0]}x{image.shape[1]} with pixels_per_cell={pixels_per_cell}, "
+                         f"cells_per_block={cells_per_block}.")
     if image.dtype == np.uint8 and not transform_sqrt and image.shape[2] == 1:
         hist = _cells_u8_gray(np.ascontiguousarray(image[..., 0]), _u8_lut(orientations), orientations,
                               cr, cc, n_cr, n_cc)
@@ -241,4 +242,6 @@ def hog(
         bins = _orientation_bins(np.arctan2(g_row, g_col) * (180 / np.pi) % 180, orientations)
         hist = _cells_generic(magnitude, bins, orientations, cr, cc, n_cr, n_cc)
     hist /= cr * cc
-    return _normalize_blocks(hist, br, bc, _BLOCK_NORMS.index(block_norm))
+    out = _normalize_blocks(hist, br, bc, _BLOCK_NORMS.index(block_norm))
+    # scikit-image's dtype rule: float32 in, float32 out; everything else float64
+    return out.astype(np.float32) if image.dtype == np.float32 else out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numba
@@ -111,7 +112,8 @@ def _uniform_hist(codes, n_points):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _relabel(codes, n_points, method, out):  # pragma: no cover - compiled
-    """Map raw P-bit codes to scikit-image's 'ror', 'uniform' or 'nri_uniform' labels."""
+    """Map raw P-bit codes to scikit-image's 'ror' (method 1) or 'nri_uniform' (method 3) labels
+    ('uniform' has its own kernel, :func:`lbp_uniform`)."""
     P = n_points
     full = (1 << P) - 1
     rows, cols = codes.shape
@@ -142,9 +144,7 @@ def _relabel(codes, n_points, method, out):  # pragma: no cover - compiled
                         first_one = i
                 elif first_zero < 0:
                     first_zero = i
-            if method == 2:  # uniform
-                out[r, c] = ones if changes <= 2 else P + 1
-            elif changes > 2:  # nri_uniform, non-uniform pattern
+            if changes > 2:  # nri_uniform, non-uniform pattern
                 out[r, c] = P * (P - 1) + 2
             elif ones == 0:
                 out[r, c] = 0
@@ -170,7 +170,8 @@ def _geometry(shape: tuple[int, int], P: int, R: float):
                ((r_lo, rows), (r_hi, rows), (c_lo, cols), (c_hi, cols))]
     # Offsets of one sample point are the same for every row/column (rp, cp are rounded to
     # 5 decimals, so r + rp never rounds onto an integer); the kernel relies on it.
-    assert all((o == o[:, :1]).all() for o in offsets)
+    if not all((o == o[:, :1]).all() for o in offsets):
+        raise RuntimeError(f"LBP sample offsets vary along the image for P={P}, R={R}; please report this")
     roff0, roff1, coff0, coff1 = (o[:, 0].copy() for o in offsets)
     dr, dc = y - r_lo, x - c_lo
     on_grid = (dr == 0).all(axis=1) & (dc == 0).all(axis=1)
@@ -276,6 +277,10 @@ def local_binary_pattern(image: np.ndarray, P: int, R: float, method: str = "def
     image = np.asarray(image)
     if image.ndim != 2 or 0 in image.shape:
         raise ValueError(f"expected a 2-D grayscale image of shape (M, N), got {image.shape}")
+    if np.issubdtype(image.dtype, np.floating):
+        warnings.warn("Applying `local_binary_pattern` to floating-point images may give unexpected results "
+                      "when small numerical differences between adjacent pixels are present. It is "
+                      "recommended to use this function with images of integer dtype.", UserWarning, stacklevel=2)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not 1 <= int(P) <= _MAX_P or int(P) != P:

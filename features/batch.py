@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +19,12 @@ from sklearn.pipeline import FeatureUnion
 from tqdm.auto import tqdm
 
 from crackbench import __version__
+from crackbench.files import atomic_path, write_json
 from crackbench.imageio import DEFAULT_MAX_PIXELS, decode_image, read_bytes
 from crackbench.manifest import read_manifest
 
-__all__ = ["DecodeOnly", "FeatureCache", "default_cache_dir", "extract", "extractor_key", "save_features"]
+__all__ = ["DecodeOnly", "FeatureCache", "cache_info", "clear_cache", "default_cache_dir", "extract", "extractor_key",
+           "save_features"]
 
 
 def default_cache_dir() -> Path:
@@ -58,11 +62,15 @@ class FeatureCache:
     rows) then ``<id>.keys.npy`` (their sha256 digests), each written to a temporary name and
     renamed, keys last, so a crash never leaves a readable half segment. Lookups memory-map the
     segments. A changed file has a new sha256 and a changed parameter a new folder, so only what
-    changed is recomputed.
+    changed is recomputed. ``meta.json`` records which extractor and crackbench version wrote the
+    folder; when a new version first writes to a cache root, it removes the folders other
+    versions wrote (their keys can never match again).
     """
 
-    def __init__(self, root: str | os.PathLike, key: str):
-        self.dir = Path(root) / key
+    def __init__(self, root: str | os.PathLike, key: str, description: str = ""):
+        self.root = Path(root)
+        self.dir = self.root / key
+        self.description = description
         self._index: dict[str, tuple[int, int]] | None = None
         self._feats: list[np.ndarray] = []
 
@@ -87,13 +95,57 @@ class FeatureCache:
     def add(self, shas: Sequence[str], feats: np.ndarray) -> None:
         if not len(shas):
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _prune_once(self.root)
+        if not (self.dir / "meta.json").is_file():
+            write_json(self.dir / "meta.json", {"crackbench": __version__, "extractor": self.description})
         seg = uuid.uuid4().hex
         for suffix, arr in (("feats", np.asarray(feats, np.float32)), ("keys", np.asarray(shas, "U64"))):
-            tmp = self.dir / f"{seg}.{suffix}.tmp.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, self.dir / f"{seg}.{suffix}.npy")
+            with atomic_path(self.dir / f"{seg}.{suffix}.npy") as tmp:
+                np.save(tmp, arr)
         self._index = None
+
+
+def _folder_version(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("crackbench")
+    except (OSError, ValueError, AttributeError):
+        return None  # written before crackbench 0.4, or damaged
+
+
+def cache_info(root: str | os.PathLike) -> list[dict]:
+    """One row per cached feature set under ``root``: key, extractor, the crackbench version that
+    wrote it, rows, bytes on disk, and whether this version can use it."""
+    rows = []
+    for folder in sorted(p for p in Path(root).glob("*") if p.is_dir()):
+        version = _folder_version(folder)
+        try:
+            extractor = json.loads((folder / "meta.json").read_text()).get("extractor", "")
+        except (OSError, ValueError, AttributeError):
+            extractor = ""
+        n = sum(len(np.load(k, mmap_mode="r")) for k in folder.glob("*.keys.npy"))
+        rows.append({"key": folder.name, "extractor": extractor, "crackbench": version or "< 0.4",
+                     "rows": n, "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+                     "current": version == __version__})
+    return rows
+
+
+def clear_cache(root: str | os.PathLike, *, stale_only: bool = False) -> tuple[int, int]:
+    """Remove the cached feature sets under ``root`` (with ``stale_only``, only those written by
+    another crackbench version); returns (folders removed, bytes freed)."""
+    removed = freed = 0
+    for row in cache_info(root):
+        if stale_only and row["current"]:
+            continue
+        shutil.rmtree(Path(root) / row["key"], ignore_errors=True)
+        removed, freed = removed + 1, freed + row["bytes"]
+    return removed, freed
+
+
+@functools.cache
+def _prune_once(root: Path) -> None:
+    """Remove other versions' feature sets the first time this process writes under ``root``."""
+    if root.is_dir():
+        clear_cache(root, stale_only=True)
 
 
 class DecodeOnly(TransformerMixin, BaseEstimator):
@@ -176,7 +228,8 @@ def extract(
         return np.hstack([extract(source, t, n_jobs=n_jobs, chunk_size=chunk_size, cache_dir=cache_dir,
                                   mode=mode, max_pixels=max_pixels, progress=progress)
                           for _, t in extractor.transformer_list])
-    cache = FeatureCache(cache_dir, extractor_key(extractor, mode)) if cache_dir is not None else None
+    cache = (FeatureCache(cache_dir, extractor_key(extractor, mode), f"{type(extractor).__name__} ({mode})")
+             if cache_dir is not None else None)
     if cache is not None and shas is None:
         shas = [hashlib.sha256(read_bytes(p)).hexdigest() for p in paths]
     todo, seen = [], set()

@@ -8,7 +8,8 @@ arithmetic of the fitted step types crackbench's pipelines use as plain NumPy fu
 their fitted attributes, in scikit-learn's order of operations (scaling and PCA give the same
 bits; the RBF kernel, computed from squared norms rather than libsvm's loop, agrees to ~1e-14).
 The result is checked against scikit-learn on probe rows when it is built; any other step
-type, or a disagreement, returns ``None`` and the caller keeps scikit-learn's own path.
+type, a fitted attribute this scikit-learn version does not have, or a disagreement returns
+``None`` (with the reason) and the caller keeps scikit-learn's own path.
 """
 
 from __future__ import annotations
@@ -34,14 +35,27 @@ MAX_ROWS = 16
 def _scaler(s: StandardScaler):
     mean, scale = s.mean_, s.scale_
 
-    def transform(X):
+    def cast_first(X):  # scikit-learn >= 1.7: statistics cast to the input's dtype
         X = X.copy()
         if mean is not None:
             X -= mean.astype(X.dtype)
         if scale is not None:
             X /= scale.astype(X.dtype)
         return X
-    return transform
+
+    def float64_first(X):  # scikit-learn 1.6: float64 statistics applied in place to float32 rows
+        X = X.copy()
+        if mean is not None:
+            X -= mean
+        if scale is not None:
+            X /= scale
+        return X
+
+    # the order of operations of the installed version: the one that gives its bits on a probe row
+    probe = ((mean if mean is not None else 0) + np.linspace(-3, 3, s.n_features_in_)
+             * (scale if scale is not None else 1)).astype(np.float32)[None, :]
+    expected = s.transform(probe)
+    return next((fn for fn in (cast_first, float64_first) if np.array_equal(fn(probe), expected)), cast_first)
 
 
 def _pca(p: PCA):
@@ -126,32 +140,34 @@ def _positive_proba(clf) -> Callable | None:
     return None
 
 
-def compile_tail(tail: Pipeline, *, rtol: float = 1e-9) -> Callable | None:
-    """A function ``X -> P(positive)`` computing ``tail.predict_proba(X)[:, 1]`` without
-    scikit-learn's per-call validation, or ``None`` where ``tail`` holds a step type this module
-    does not know or the result disagrees with scikit-learn (relative tolerance ``rtol``) on
-    probe rows. Meant for up to :data:`MAX_ROWS` finite rows that scikit-learn already accepts.
+def compile_tail(tail: Pipeline, *, rtol: float = 1e-9) -> tuple[Callable | None, str]:
+    """``(fn, "")`` where ``fn(X)`` computes ``tail.predict_proba(X)[:, 1]`` without scikit-learn's
+    per-call validation; ``(None, "")`` where ``tail`` holds a step type this module does not cover;
+    ``(None, reason)`` where it should apply but cannot: a fitted attribute is missing (another
+    scikit-learn version) or the result disagrees with scikit-learn (relative tolerance ``rtol``)
+    on probe rows. Meant for up to :data:`MAX_ROWS` finite rows that scikit-learn already accepts.
     """
-    fns = [_transformer(step) for _, step in tail.steps[:-1]]
-    proba = _positive_proba(tail.steps[-1][1])
-    first = tail.steps[0][1]
-    n_features = getattr(first, "n_features_in_", None)
-    if proba is None or n_features is None or any(fn is None for fn in fns):
-        return None
+    try:  # everything that reads fitted attributes, private ones included, stays in here
+        fns = [_transformer(step) for _, step in tail.steps[:-1]]
+        proba = _positive_proba(tail.steps[-1][1])
+        first = tail.steps[0][1]
+        n_features = getattr(first, "n_features_in_", None)
+        if proba is None or n_features is None or any(fn is None for fn in fns):
+            return None, ""  # not a tail this module covers (a random forest, say): nothing went wrong
 
-    def positive_proba(X):
-        for fn in fns:
-            X = fn(X)
-        return proba(X)
+        def positive_proba(X):
+            for fn in fns:
+                X = fn(X)
+            return proba(X)
 
-    # probe around the scaler's statistics when there is one, else standard normal rows
-    probe = np.random.default_rng(0).standard_normal((MAX_ROWS, n_features))
-    if type(first) is StandardScaler and first.mean_ is not None and first.scale_ is not None:
-        probe = first.mean_ + probe * first.scale_
-    probe = probe.astype(np.float32)
-    try:  # MAX_ROWS rows and one row: BLAS takes different paths for the two
-        return positive_proba if all(
-            np.allclose(positive_proba(rows), tail.predict_proba(rows)[:, 1], rtol=rtol, atol=1e-12)
-            for rows in (probe, probe[:1])) else None
-    except Exception:  # an attribute layout this scikit-learn version does not have
-        return None
+        # probe around the scaler's statistics when there is one, else standard normal rows
+        probe = np.random.default_rng(0).standard_normal((MAX_ROWS, n_features))
+        if type(first) is StandardScaler and first.mean_ is not None and first.scale_ is not None:
+            probe = first.mean_ + probe * first.scale_
+        probe = probe.astype(np.float32)
+        # MAX_ROWS rows and one row: BLAS takes different paths for the two
+        agree = all(np.allclose(positive_proba(rows), tail.predict_proba(rows)[:, 1], rtol=rtol, atol=1e-12)
+                    for rows in (probe, probe[:1]))
+    except Exception as exc:  # an attribute layout this scikit-learn version does not have
+        return None, f"{type(exc).__name__}: {exc}"
+    return (positive_proba, "") if agree else (None, f"disagrees with scikit-learn beyond rtol={rtol}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import skops.io as sio
 from sklearn import config_context
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from crackbench.errors import ModelFileError
+from crackbench.files import atomic_path
 from crackbench.model import ImageModel
 
 from ._fast import MAX_ROWS, compile_tail
@@ -38,7 +41,7 @@ def _worker_thread() -> ThreadPoolExecutor | None:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="crackbench-features") if cores > 1 else None
 
 
-class UntrustedModelError(ValueError):
+class UntrustedModelError(ModelFileError):
     """A model file references types crackbench does not trust; nothing was loaded."""
 
 
@@ -51,7 +54,7 @@ class ClassicalModel(ImageModel):
         self.pipeline = pipeline
         self.metadata = metadata
 
-    def _features(self, images: list[np.ndarray]) -> np.ndarray:
+    def features(self, images: list[np.ndarray]) -> np.ndarray:
         """The feature step's output for ``images``: the same numbers as ``pipeline[0].transform``.
 
         A FeatureUnion's columns are its parts' columns side by side; computing them directly
@@ -73,9 +76,9 @@ class ClassicalModel(ImageModel):
         return np.hstack([*others.result(), last])
 
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        return self._score(self._features(images))
+        return self.score(self.features(images))
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def score(self, X: np.ndarray) -> np.ndarray:
         """P(positive) from feature rows: the NumPy tail (pipelines._fast) for up to ``MAX_ROWS``
         rows, scikit-learn's ``scale -> reduce -> clf`` otherwise."""
         fast = self._fast_tail() if len(X) <= MAX_ROWS else None
@@ -89,7 +92,10 @@ class ClassicalModel(ImageModel):
     def _fast_tail(self):
         # Built and checked on first use (pipelines._fast), not stored in model files.
         if "_fast" not in vars(self):
-            self._fast = compile_tail(self.pipeline[1:])
+            self._fast, why = compile_tail(self.pipeline[1:])
+            if why:
+                warnings.warn(f"{self.name}: scoring a few images at a time uses scikit-learn's own path "
+                              f"(slower per image, same results): {why}", RuntimeWarning, stacklevel=3)
         return self._fast
 
     def __repr__(self) -> str:
@@ -99,10 +105,10 @@ class ClassicalModel(ImageModel):
 def save_model(model: ClassicalModel, path: str | os.PathLike) -> Path:
     """Write ``model`` to a ``.skops`` file (atomically: a temporary file, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sio.dump({"pipeline": model.pipeline, "metadata": model.metadata}, tmp)
-    os.replace(tmp, path)
+    if path.suffix != ".skops":
+        raise ModelFileError(f"a classical model file must end in .skops, got {path.name!r}")
+    with atomic_path(path) as tmp:
+        sio.dump({"pipeline": model.pipeline, "metadata": model.metadata}, tmp)
     return path
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from crackbench import __version__
-from crackbench.benchmarks import collect_results, compare_runs, run_benchmark
+from crackbench.benchmarks import collect_results, compare_runs, load_results, run_benchmark, write_reports
 from crackbench.cli import main
 from crackbench.dataset import DataError
 from crackbench.synthetic import make_synthetic_dataset
@@ -29,6 +29,7 @@ def run(synth_dir, cross_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     results = run_benchmark(out, data=synth_dir, models=MODELS, test_data=cross_dir, epochs=1, cnn_size=48,
                             n_jobs=2, progress=False)
+    write_reports(out)  # compute (above), then render from results.json
     return out, results
 
 
@@ -39,7 +40,8 @@ def test_every_output_exists_and_parses(run):
                  "figures/accuracy_vs_latency.png", "figures/roc_test.png", "figures/roc_cross.png",
                  "figures/confusion_test.png", "figures/cnn_training_curves.png"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "results.json").read_text())["schema"] == "crackbench-results/1"
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["schema"] == "crackbench-results/2" and saved["protocol"]["bootstrap_resamples"] == 1000
     table = pd.read_csv(out / "results.csv")
     assert list(table["model"]) == MODELS
     assert table["cross_n"].tolist() == [40, 40, 40] and table["n"].tolist() == [90, 90, 90]
@@ -94,8 +96,18 @@ def test_result_of_another_version_is_redone(run, synth_dir, cross_dir, capsys):
     done.write_text(json.dumps(result))
     run_benchmark(out, data=synth_dir, models=["lbp-svm"], test_data=cross_dir, epochs=1, cnn_size=48,
                   n_jobs=2, progress=False)
-    assert "'crackbench_version': '0.0.1'" in capsys.readouterr().err
+    assert "lbp-svm: the earlier result differs in crackbench_version: redoing it" in capsys.readouterr().err
     assert json.loads(done.read_text())["stamp"] == {**result["stamp"], "crackbench_version": __version__}
+    # another library version, and a result.json cut short by a crash, are redone too
+    result = json.loads(done.read_text())
+    result["stamp"]["libraries"]["scikit-learn"] = "0.0"
+    done.write_text(json.dumps(result))
+    run_benchmark(out, data=synth_dir, models=["lbp-svm"], test_data=cross_dir, n_jobs=2, progress=False)
+    assert "differs in libraries" in capsys.readouterr().err
+    done.write_text(done.read_text()[:40])
+    run_benchmark(out, data=synth_dir, models=["lbp-svm"], test_data=cross_dir, n_jobs=2, progress=False)
+    assert f"{done} cannot be read" in capsys.readouterr().err
+    assert json.loads(done.read_text())["stamp"]["seed"] == 0
     # the CNN's stamp also holds its training settings: another --epochs redoes it
     before = (out / "models" / "cnn" / "result.json").stat().st_mtime_ns
     run_benchmark(out, data=synth_dir, models=["cnn"], test_data=cross_dir, epochs=2, cnn_size=48,
@@ -138,6 +150,7 @@ def test_killed_run_restarts_and_completes(synth_dir, tmp_path):
     assert "lbp-svm: finished in an earlier run, skipped" in done.stderr
     assert first.stat().st_mtime_ns == stamp
     assert [m["name"] for m in collect_results(out)["models"]] == ["lbp-svm", "edges-svm", "combined-rf"]
+    assert [m["name"] for m in load_results(out)["models"]] == ["lbp-svm", "edges-svm", "combined-rf"]
 
 
 @pytest.mark.slow
@@ -162,8 +175,61 @@ def test_latency_script_times_every_model_of_a_run(run, synth_dir, capsys):
 def test_feature_speed_script_runs_on_generated_images(capsys, tmp_path):
     from crackbench.benchmarks import features
 
-    assert features.main(["--data", str(tmp_path / "absent"), "--n", "12", "--repeat", "1", "--jobs", "1"]) == 0
+    assert features.main(["--n", "12", "--repeat", "1", "--jobs", "1"]) == 0
     table = capsys.readouterr().out
-    assert "not found; 12 synthetic images generated" in table
+    assert "12 synthetic images generated" in table
     for name in ("time_hog_skimage_defaults", "time_lbp_features_default", "time_extract_combined"):
         assert f"| {name} |" in table
+
+
+def test_feature_speed_script_refuses_a_missing_folder(capsys, tmp_path):
+    from crackbench.benchmarks import features
+
+    assert features.main(["--data", str(tmp_path / "absent"), "--n", "4"]) == 1
+    assert "no such image folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_another_seed_redoes_every_model(run, synth_dir, cross_dir, tmp_path):
+    """The stamp holds the seed: a rerun with --seed 1 into a run made with seed 0 must not reuse it
+    (here, on a fixed manifest, so only the training seed differs)."""
+    out, _ = run
+    fresh = tmp_path / "seeded"
+    run_benchmark(fresh, manifest=out / "manifest.csv", models=["edges-rf"], n_jobs=2, progress=False)
+    before = (fresh / "models/edges-rf/result.json").read_bytes()
+    run_benchmark(fresh, manifest=out / "manifest.csv", models=["edges-rf"], seed=1, n_jobs=2, progress=False)
+    after = json.loads((fresh / "models/edges-rf/result.json").read_text())
+    assert after["stamp"]["seed"] == 1 and (fresh / "models/edges-rf/result.json").read_bytes() != before
+
+
+@pytest.mark.slow
+def test_report_renders_from_results_json_alone(run, tmp_path):
+    """Compute, then render: a copy of results.json alone (no models, no predictions) renders the
+    same report; a constant changed in results.json shows in both reports."""
+    import shutil
+
+    out, _ = run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    results = json.loads((out / "results.json").read_text())
+    results["protocol"]["bootstrap_resamples"] = 1234
+    results["protocol"]["latency_images"] = 77
+    (copy / "results.json").write_text(json.dumps(results))
+    write_reports(copy)
+    md, page = (copy / "report.md").read_text(), (copy / "report.html").read_text()
+    for text in (md, page):
+        assert "1,234 resamples" in text and "median over 77 images" in text
+        assert "cnn: training curves" not in text or (out / "models/cnn/training_curves.png").is_file()
+    assert md.count("| lbp-svm |") >= 2 and page.count("<td class=txt>lbp-svm</td>") >= 2
+    shutil.rmtree(copy)
+
+
+def test_report_modules_do_not_import_each_other():
+    import ast
+    import inspect
+
+    from crackbench.benchmarks import report
+
+    imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(report)))
+                if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if "harness" in m}, imported

@@ -69,6 +69,17 @@ def test_learns_above_chance_and_logs(trained, easy_manifest):
     assert model.metadata["input"]["size"] == 48 and model.metadata["classes"] == ["Negative", "Positive"]
 
 
+def test_best_epoch_is_the_epoch_whose_weights_the_model_holds(trained):
+    """Early stopping watches only the schedule's second half and restores that half's best, so the
+    recorded best epoch is the argmin over those epochs, not over the whole run."""
+    model, _ = trained
+    meta = model.metadata
+    watched_from = meta["params"]["early_stopping_from_epoch"]  # counting from 1
+    val_loss = np.asarray(meta["history"]["val_loss"])
+    assert meta["best_epoch"] == watched_from + int(np.argmin(val_loss[watched_from - 1:]))
+    assert meta["device"] == "CPU" or meta["device"].startswith("GPU: ")
+
+
 def test_save_load_identical_predictions_arrays_and_paths(trained, easy_manifest, tmp_path):
     model, _ = trained
     paths = list(read_manifest(easy_manifest)["path"][:12])

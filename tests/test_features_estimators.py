@@ -6,6 +6,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from crackbench.features import (
     FEATURE_SETS,
@@ -114,3 +115,46 @@ def test_feature_set_registry():
     assert isinstance(make_feature_set("combined"), FeatureUnion)
     with pytest.raises(ValueError, match="unknown feature set"):
         make_feature_set("sift")
+
+
+_SKLEARN_DATA_FREE_CHECKS = [
+    "check_no_attributes_set_in_init", "check_parameters_default_constructible", "check_get_params_invariance",
+    "check_set_params", "check_estimator_repr", "check_estimator_cloneable",
+    "check_do_not_raise_errors_in_init_or_set_params", "check_valid_tag_types", "check_mixin_order",
+    "check_estimator_tags_renamed", "check_param_validation", "check_transformer_n_iter",
+]
+
+
+@parametrize_with_checks([HOGFeatures(), LBPFeatures(), EdgeFeatures()])
+def test_scikit_learn_estimator_checks(estimator, check):
+    """scikit-learn's own suite. It runs the checks that apply to estimators tagged as taking 3-D
+    input (``three_d_array``) and skips those that feed 2-D feature matrices."""
+    check(estimator)
+
+
+@pytest.mark.parametrize("check_name", _SKLEARN_DATA_FREE_CHECKS)
+@pytest.mark.parametrize("estimator", [HOGFeatures(), LBPFeatures(), EdgeFeatures()], ids=type)
+def test_scikit_learn_api_checks_that_need_no_2d_data(estimator, check_name):
+    """The checks of scikit-learn's suite that do not feed 2-D tables, run directly (the suite
+    skips them all for an image transformer)."""
+    import sklearn.utils.estimator_checks as checks
+
+    getattr(checks, check_name)(type(estimator).__name__, estimator)
+
+
+@pytest.mark.parametrize("estimator", [HOGFeatures(), LBPFeatures(), EdgeFeatures()], ids=type)
+def test_data_checks_on_images(estimator):
+    """What scikit-learn's data checks assert, on image stacks: fit returns self and changes no
+    parameter, read-only (memory-mapped) input works, transform is deterministic, clones agree."""
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (4, 64, 64), dtype=np.uint8)
+    params = estimator.get_params()
+    assert estimator.fit(X) is estimator and estimator.get_params() == params
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    out = estimator.transform(readonly)
+    np.testing.assert_array_equal(out, estimator.transform(X))
+    np.testing.assert_array_equal(clone(estimator).fit_transform(X), out)
+    assert out.dtype == np.float32 and out.shape == (4, len(estimator.get_feature_names_out()))

@@ -58,11 +58,37 @@ def test_cache_reuses_and_invalidates_only_what_changed(small_manifest, tmp_path
     assert extractor_key(EdgeFeatures()) != extractor_key(EdgeFeatures(canny_thresholds=(50,)))
 
 
-def test_duplicates_are_computed_once(small_manifest, tmp_path):
+def test_duplicates_are_computed_once(small_manifest, tmp_path, monkeypatch):
     frame = pd.read_csv(small_manifest)
     paths = [small_manifest.parent / p for p in frame["path"][:3]] * 2
+    computed = []
+    real = HOGFeatures.transform
+    monkeypatch.setattr(HOGFeatures, "transform", lambda self, X: computed.append(len(X)) or real(self, X))
     out = extract(paths, HOGFeatures(), n_jobs=1, cache_dir=tmp_path / "c", progress=False)
     np.testing.assert_array_equal(out[:3], out[3:])
+    distinct = frame["sha256"][:3].nunique()
+    assert sum(computed) == distinct  # six rows listing three files: each distinct file computed once
+
+
+def test_cache_info_and_clear_and_stale_versions_are_pruned(small_manifest, tmp_path, monkeypatch, capsys):
+    import json
+
+    cache = tmp_path / "cache"
+    extract(small_manifest, EdgeFeatures(), n_jobs=1, cache_dir=cache, progress=False)
+    rows = extract_module.cache_info(cache)
+    assert len(rows) == 1 and rows[0]["current"] and rows[0]["rows"] == pd.read_csv(small_manifest)["sha256"].nunique()
+    assert main(["cache", "info", "--cache-dir", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feature_sets"][0]["extractor"] == "EdgeFeatures (gray)"
+    # a folder an older version wrote (no meta.json) is removed when this version first writes
+    old = cache / "0123456789abcdef01234567"
+    old.mkdir()
+    np.save(old / "x.keys.npy", np.asarray(["a" * 64], "U64"))
+    assert not extract_module.cache_info(cache)[0]["current"]
+    extract_module._prune_once.cache_clear()
+    extract(small_manifest, LBPFeatures(), n_jobs=1, cache_dir=cache, progress=False)
+    assert not old.exists() and len(extract_module.cache_info(cache)) == 2
+    assert main(["cache", "clear", "--cache-dir", str(cache)]) == 0
+    assert extract_module.cache_info(cache) == [] and "removed 2 feature sets" in capsys.readouterr().out
 
 
 def test_unreadable_file_is_named(tmp_path, small_manifest):

@@ -95,6 +95,25 @@ def test_kernels_reject_bad_input():
         edge_features(np.zeros((5, 5)))
 
 
+def test_kernels_follow_scikit_image_conventions():
+    """dtype out, the floating-point LBP warning and the too-small message, as scikit-image."""
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 64)).astype(np.float32)
+    assert hog(img).dtype == sk_hog(img).dtype == np.float32
+    assert hog(img.astype(np.float64)).dtype == np.float64 and hog((img * 255).astype(np.uint8)).dtype == np.float64
+    np.testing.assert_allclose(hog(img), sk_hog(img), rtol=1e-4, atol=1e-6)
+    with pytest.warns(UserWarning, match="floating-point images") as ours:
+        local_binary_pattern(img.astype(np.float64), 8, 1)
+    with pytest.warns(UserWarning, match="floating-point images") as theirs:
+        sk_lbp(img.astype(np.float64), 8, 1)
+    assert str(ours[0].message) == str(theirs[0].message)
+    with pytest.raises(ValueError) as ours_small:
+        hog(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError) as theirs_small:
+        sk_hog(np.zeros((10, 10), np.uint8))
+    assert str(theirs_small.value) in str(ours_small.value) and "Got 10x10" in str(ours_small.value)
+
+
 def _line_image(with_line: bool, angle_deg: float = 30.0) -> np.ndarray:
     rng = np.random.default_rng(5)
     img = np.clip(rng.normal(150, 4, (128, 128)), 0, 255).astype(np.uint8)

@@ -165,10 +165,10 @@ def test_fast_tail_refuses_unknown_steps_and_disagreement(trained, monkeypatch):
     from crackbench.pipelines import _fast
 
     tail = trained["lbp-svm"].pipeline[1:]
-    assert _fast.compile_tail(tail) is not None
+    assert _fast.compile_tail(tail)[0] is not None
     X = np.random.default_rng(0).random((30, tail.steps[0][1].n_features_in_))
     other = Pipeline([("scale", MinMaxScaler().fit(X)), *tail.steps[1:]])
-    assert _fast.compile_tail(other) is None  # a step type it does not know
+    assert _fast.compile_tail(other) == (None, "")  # a step type it does not cover: no warning
     right = _fast._decision
 
     def off_by_a_little(clf):
@@ -176,4 +176,29 @@ def test_fast_tail_refuses_unknown_steps_and_disagreement(trained, monkeypatch):
         return lambda X: decision(X) + 1e-3
 
     monkeypatch.setattr(_fast, "_decision", off_by_a_little)
-    assert _fast.compile_tail(tail) is None  # arithmetic that disagrees with scikit-learn
+    fn, why = _fast.compile_tail(tail)
+    assert fn is None and why.startswith("disagrees with scikit-learn")
+
+
+def test_renamed_private_attribute_falls_back_to_scikit_learn_with_one_warning(trained, synth_manifest,
+                                                                              monkeypatch):
+    """The fast tail reads SVC's private ``_gamma``; a scikit-learn that renames it must not break
+    prediction: the build fails inside its guard, the model warns once and scores through
+    scikit-learn's own path."""
+    from crackbench.pipelines import _fast, load_model, save_model
+
+    paths, _ = _test_split(synth_manifest)
+    model = trained["lbp-svm"]
+    expected = model.pipeline.predict_proba([read_image(p, mode="gray") for p in paths[:3]])[:, 1]
+    fresh_file = synth_manifest.parent / "renamed.skops"
+    save_model(model, fresh_file)
+    fresh = load_model(fresh_file)
+
+    def renamed(clf):  # what reading a private attribute of another scikit-learn version does
+        raise AttributeError("'SVC' object has no attribute '_gamma'")
+
+    monkeypatch.setattr(_fast, "_decision", renamed)
+    with pytest.warns(RuntimeWarning, match="scikit-learn's own path.*AttributeError.*_gamma") as record:
+        got = np.concatenate([fresh.predict_proba([p])[:, 1] for p in paths[:3]])
+    assert len(record) == 1
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -1,0 +1,64 @@
+"""The vectorised bootstrap metrics against scikit-learn's own functions, resample by resample."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    matthews_corrcoef,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from crackbench.benchmarks.metrics import evaluate, resampled_metrics
+
+SKLEARN = {
+    "accuracy": lambda y, p, pred: accuracy_score(y, pred),
+    "precision": lambda y, p, pred: precision_score(y, pred, zero_division=0),
+    "recall": lambda y, p, pred: recall_score(y, pred, zero_division=0),
+    "f1": lambda y, p, pred: f1_score(y, pred, zero_division=0),
+    "mcc": lambda y, p, pred: matthews_corrcoef(y, pred),
+    "balanced_accuracy": lambda y, p, pred: balanced_accuracy_score(y, pred),
+    "roc_auc": lambda y, p, pred: roc_auc_score(y, p),
+}
+
+
+@pytest.mark.parametrize("positive_rate", [0.5, 0.15, 0.03])
+def test_resampled_metrics_equal_scikit_learn_on_every_resample(positive_rate):
+    rng = np.random.default_rng(1)
+    n, boots = 300, 40
+    y = (rng.random(n) < positive_rate).astype(int)
+    p = np.clip(0.35 * y + rng.random(n) * 0.65, 0, 1).round(2)  # ties on purpose: AUC's average ranks
+    pred = (p >= 0.5).astype(int)
+    idx = rng.integers(0, n, (boots, n))
+    ours = resampled_metrics(y[idx].astype(bool), p[idx], pred[idx].astype(bool))
+    for b in range(boots):
+        yb, pb, predb = y[idx[b]], p[idx[b]], pred[idx[b]]
+        for name, fn in SKLEARN.items():
+            if name in ("roc_auc", "balanced_accuracy") and len(set(yb)) < 2:
+                continue
+            assert ours[name][b] == pytest.approx(fn(yb, pb, predb), abs=1e-12), (name, b)
+
+
+def test_degenerate_resamples_follow_scikit_learn_conventions():
+    y = np.array([[True, True, True]])
+    p = np.array([[0.9, 0.2, 0.7]])
+    pred = p >= 0.5
+    ours = resampled_metrics(y, p, pred)
+    assert np.isnan(ours["roc_auc"][0])  # undefined with one class: left out of the interval
+    assert ours["precision"][0] == precision_score(y[0], pred[0], zero_division=0)
+    assert ours["mcc"][0] == matthews_corrcoef(y[0].astype(int), pred[0].astype(int))
+
+
+def test_evaluate_point_estimates_are_scikit_learns_and_inside_their_intervals():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.3 * y + rng.random(200) * 0.7, 0, 1)
+    out = evaluate(y, p, n_boot=200, seed=0)
+    for name, fn in SKLEARN.items():
+        metric = out["metrics"][name]
+        assert metric["value"] == pytest.approx(fn(y, p, (p >= 0.5).astype(int)), abs=1e-12)
+        assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
+    assert evaluate(y, p, n_boot=200, seed=0) == out  # seeded: the same intervals
