@@ -42,7 +42,7 @@ from crackbench import __version__
 from crackbench.dataset import DataError, scan_dataset
 from crackbench.errors import UsageError
 from crackbench.files import atomic_path, write_json
-from crackbench.manifest import read_manifest, split_dataset, write_manifest
+from crackbench.manifest import make_manifest, read_manifest, write_manifest
 from crackbench.model import ImageModel, binary_classes, manifest_sha256
 from crackbench.registry import ModelKind, TrainOptions, get_kind, load_model, model_kinds, train_model
 
@@ -233,9 +233,10 @@ def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int
             source = {"kind": "synthetic", "path": str(data), "n": n_synthetic}
         else:
             source = {"kind": "folder", "path": str(Path(data).resolve())}
-        ds = scan_dataset(data, n_jobs=-1, progress=progress)
-        fresh = write_manifest(split_dataset(ds, seed=seed, group_by=group_by), target.with_name("manifest.new.csv"))
-        source["not_used"] = ds.write_not_used(run_dir / "manifest.skipped.csv")
+        fresh = target.with_name("manifest.new.csv")
+        _, ds = make_manifest(data, fresh, seed=seed, group_by=group_by, n_jobs=-1, progress=progress,
+                              skipped=run_dir / "manifest.skipped.csv")
+        source["not_used"] = len(ds.records) - len(ds.used)
     if target.exists() and target.read_bytes() != fresh.read_bytes():
         fresh.unlink()
         raise DataError(f"{target} differs from the split this command makes now (the data or the seed "

@@ -13,11 +13,11 @@ import numpy as np
 
 from crackbench.errors import ModelFileError
 from crackbench.files import atomic_path
-from crackbench.model import ImageModel
+from crackbench.model import ImageModel, check_metadata
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "build_reference_cnn", "load_model", "resize_batch", "save_model"]
 
-#: Input side used unless told otherwise; chosen by measurement (README, "Reference CNN").
+#: Input side used unless told otherwise; chosen by measurement (docs/studies/cnn.md).
 DEFAULT_IMAGE_SIZE = 96
 _METADATA_ENTRY = "crackbench.json"
 
@@ -114,8 +114,13 @@ def load_model(path: str | os.PathLike) -> CNNModel:
             metadata = json.loads(z.read(_METADATA_ENTRY))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: not a crackbench CNN model file ({type(exc).__name__})") from None
+    check_metadata(metadata, path)
     try:
         keras_model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
-        raise ModelFileError(f"{path}: refused by Keras safe mode: {str(exc).splitlines()[0]}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(f"{path}: not loaded (Keras, safe mode): {first}") from None
+    except Exception as exc:  # a zip without a model, a config naming what cannot be found; nothing ran
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelFileError(f"{path}: not a crackbench CNN model file ({type(exc).__name__}: {first})") from None
     return CNNModel(keras_model, metadata)

@@ -141,8 +141,7 @@ def train_cnn(
     epoch (``checkpoint.keras`` may hold an earlier one). ``augment`` applies
     random flips and quarter turns to training images (never to val or test). ``learning_rate``
     3e-4 rather than Adam's 1e-3: at 1e-3 the loss spikes and training collapses on the synthetic
-    set, and on the real sample it stops lower. Both choices were measured on val (README,
-    "Reference CNN").
+    set, and on the real sample it stops lower. Both choices were measured on val (docs/studies/cnn.md).
     """
     image_size = image_size or DEFAULT_IMAGE_SIZE
     if not isinstance(manifest, pd.DataFrame):

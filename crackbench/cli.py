@@ -86,6 +86,7 @@ def cmd_data_split(args) -> int:
     from .manifest import make_manifest
 
     out = Path(args.out)
+    _check_writable(out)
     side = out.with_name(out.stem + ".skipped.csv")
     frame, ds = make_manifest(args.source, out, seed=args.seed, val=args.val, test=args.test,
                               group_by=args.group_by, max_pixels=args.max_pixels, strict=args.strict,
@@ -97,7 +98,11 @@ def cmd_data_split(args) -> int:
              "total": int(counts.loc[s].sum())} for s in counts.index]
     payload = {"manifest": str(out), "skipped_list": str(side), "seed": args.seed, "splits": rows,
                "groups": int(frame["group"].nunique()), "not_used": n_not_used,
-               "group_by_unmatched": frame.attrs.get("unmatched", 0)}
+               "group_by_unmatched": frame.attrs.get("unmatched", 0),
+               "empty_classes": [c for c, n in ds.summary()["classes"].items() if n == 0]}
+    if payload["empty_classes"]:
+        print(f"warning: class folders with no usable image: {', '.join(payload['empty_classes'])} "
+              f"(not in the manifest)", file=sys.stderr)
 
     def text():
         _print_table(rows, ["split", *map(str, counts.columns), "total"])
@@ -139,6 +144,10 @@ def cmd_features_extract(args) -> int:
 
     from .manifest import read_manifest
 
+    out = Path(args.out)
+    if out.suffix not in (".parquet", ".npz"):
+        raise UsageError(f"--out must end in .parquet or .npz, got {out.name!r}")
+    _check_writable(out)
     manifest = read_manifest(args.manifest)
     extractor = make_feature_set(args.set)
     cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
@@ -194,17 +203,22 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _check_writable(out: Path) -> None:
-    """Fail before any work when ``out`` cannot be written as a file."""
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name")
-    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise UsageError(f"--out {out}: {parent} is not a folder")
+def _check_writable(out: Path, *, folder: bool = False, option: str = "--out") -> None:
+    """Fail before any work, naming the option, when ``out`` cannot be written (as a file, or
+    with ``folder`` as a folder to create or reuse)."""
     import os
 
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: cannot write in {parent}")
+    if folder and out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out} exists and is not a folder")
+    if not folder and out.is_dir():
+        raise UsageError(f"{option} {out} is a folder; give a file name")
+    existing = next(p for p in [out if folder else out.parent, *(out if folder else out.parent).parents]
+                    if p.exists() or p == Path(p.anchor or "."))
+    if not existing.is_dir():
+        raise UsageError(f"{option} {out}: {existing} is a file, not a folder")
+    target = out if folder and out.is_dir() else existing
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {out}: no permission to write in {target}")
 
 
 def cmd_predict(args) -> int:
@@ -219,8 +233,8 @@ def cmd_predict(args) -> int:
     paths = list(iter_image_files(args.paths))
     if not paths:
         raise UsageError("no image files found in the given paths")
-    rows = [p for p in tqdm(predict_files(model, paths), total=len(paths), desc="predict", unit="img",
-                            leave=False)]
+    rows = [p for p in tqdm(predict_files(model, paths, max_pixels=args.max_pixels), total=len(paths),
+                            desc="predict", unit="img", leave=False)]
     records = [{"path": r.path, "label": r.label, "probability": None if r.error else round(r.probability, 6),
                 "error": r.error, "detail": r.detail} for r in rows]
     if args.json:
@@ -270,8 +284,7 @@ def cmd_benchmark(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / (
         f"{Path(args.data).name if args.data else Path(args.manifest).stem if args.manifest else 'synthetic'}"
         f"-seed{args.seed}")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+    _check_writable(out, folder=True)
     start = time.perf_counter()
     results = run_benchmark(out, data=args.data, manifest=args.manifest, models=models, test_data=args.test_data,
                             seed=args.seed, force=args.force, n_jobs=args.jobs, epochs=args.epochs,
@@ -344,6 +357,8 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .imageio import DEFAULT_MAX_PIXELS
+
     parser = argparse.ArgumentParser(
         prog="crackbench",
         description="Concrete-crack image classification benchmarks: handcrafted features + classical ML "
@@ -415,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label image files or folders with a trained model")
     p.add_argument("--model", required=True, help="a .skops or .keras file from `crackbench train`")
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--max-pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
+                   help="refuse images with more pixels than this, before decoding (default %(default)s)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON output")
     fmt.add_argument("--csv", action="store_true", help="CSV output")

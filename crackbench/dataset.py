@@ -8,10 +8,17 @@ Every entry found ends up in :attr:`Dataset.records` with a status:
 
 * ``used``: decoded fine; its sha256, size and label are recorded.
 * ``skipped``: looked like an image (image extension, or listed in the CSV) but cannot be used;
-  ``reason`` is one of :mod:`crackbench.imageio`'s codes.
+  ``reason`` is one of :mod:`crackbench.imageio`'s codes, or ``undecodable-name`` (a file name
+  that is not valid UTF-8, shown with ``\\xNN`` escapes), ``unreadable-folder`` (a folder that
+  cannot be listed), and for CSV lists ``empty-path``, ``empty-label`` and ``label-conflict`` (the
+  same file listed under two labels: used under neither).
 * ``ignored``: not a candidate image: ``hidden`` (name starts with a dot; a hidden folder is
   listed once with its file count), ``not-an-image-extension``, ``outside-class-folder``
-  (a file directly in the root), ``duplicate-row`` (a CSV lists the same file twice).
+  (a file directly in the root), ``duplicate-row`` (a CSV lists the same file again, same label),
+  ``symlink-loop`` (a linked folder already scanned or above the dataset: not followed),
+  ``symlink-into-dataset`` (a linked folder elsewhere in the dataset: not followed).
+
+Symbolic links to files are read through; named pipes, sockets and devices are never opened.
 
 ``strict=True`` turns any ``skipped`` record into a :class:`DataError` naming the file; ignored
 entries are reported but never fatal.
@@ -30,7 +37,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from .errors import CrackbenchError
-from .files import atomic_path
+from .files import atomic_path, exit_with_parent
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, decode_image, read_bytes
 
 __all__ = ["DataError", "Dataset", "FileRecord", "scan_dataset"]
@@ -131,61 +138,139 @@ def _discover_folder(root: Path) -> tuple[list[str], list[tuple[str, str]], list
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         rel = entry.name
         if _is_hidden(entry.name):
-            ignored.append(_ignored_entry(root, rel, "", entry.is_dir()))
-        elif entry.is_dir():
+            ignored.append(_ignored_entry(root, rel, "", _is_dir(entry)))
+        elif _is_dir(entry):
             classes.append(entry.name)
-            for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=True):
-                rel_dir = Path(dirpath).relative_to(root).as_posix()
-                for d in sorted(dirnames):
-                    if _is_hidden(d):
-                        ignored.append(_ignored_entry(root, f"{rel_dir}/{d}", entry.name, True))
-                dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-                for f in sorted(filenames):
-                    frel = f"{rel_dir}/{f}"
-                    if _is_hidden(f):
-                        ignored.append(_ignored_entry(root, frel, entry.name, False))
-                    elif Path(f).suffix.lower() not in IMAGE_EXTENSIONS:
-                        ignored.append(
-                            FileRecord(frel, str(root / frel), entry.name, "ignored",
-                                       "not-an-image-extension",
-                                       f"extension {Path(f).suffix or '(none)'!r} is not one of "
-                                       f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
-                        )
-                    else:
-                        candidates.append((frel, entry.name))
+            _walk_class(root, Path(entry.path), entry.name, candidates, ignored)
         else:
             ignored.append(FileRecord(rel, str(root / rel), "", "ignored", "outside-class-folder",
                                       "file in the dataset root; images belong in one folder per class"))
     return classes, candidates, ignored
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system decoding could not map (surrogate escapes)
+        return False
+    return True
+
+
+def _shown(name: str) -> str:
+    """A name that is not valid UTF-8, printable: the undecodable bytes as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a symbolic link; a broken or looping one is not a folder
+    except OSError:
+        return False
+
+
+def _walk_class(root: Path, class_dir: Path, label: str, candidates: list, records: list) -> None:
+    """Every file below a class folder, depth first in name order. A folder reached through a
+    symbolic link is followed only when it lies outside the dataset root (data kept elsewhere)
+    and has not been scanned yet: a link back up (``Positive/up -> ..``), into another part of
+    the dataset, or to a folder already scanned is recorded as ignored, never followed, so no file
+    is picked up twice or under another class's label. Files are only listed here; whether each
+    is a readable regular image is decided when it is inspected."""
+    real_root, real_class = os.path.realpath(root), os.path.realpath(class_dir)
+    seen: set[str] = set()
+
+    def visit(folder: Path, rel_dir: str) -> None:
+        seen.add(os.path.realpath(folder))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            records.append(FileRecord(rel_dir + "/", str(folder), label, "skipped", "unreadable-folder",
+                                      f"{type(exc).__name__}: {exc.strerror or exc}; files inside not scanned"))
+            return
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}"
+            if not _utf8(e.name):
+                shown = _shown(rel)
+                records.append(FileRecord(shown, _shown(e.path), label, "skipped", "undecodable-name",
+                                          "the name is not valid UTF-8; rename it to use it"))
+            elif _is_hidden(e.name):
+                records.append(_ignored_entry(root, rel, label, _is_dir(e)))
+            elif _is_dir(e):
+                target = os.path.realpath(e.path)
+                inside_root = target == real_root or target.startswith(real_root + os.sep)
+                inside_class = target == real_class or target.startswith(real_class + os.sep)
+                above_root = target == real_root or real_root.startswith(target + os.sep)
+                if e.is_symlink() and (target in seen or above_root):
+                    records.append(FileRecord(rel + "/", e.path, label, "ignored", "symlink-loop",
+                                              f"links to {target}, a folder already scanned or one above it; "
+                                              f"not followed"))
+                elif e.is_symlink() and inside_root and not inside_class:
+                    records.append(FileRecord(rel + "/", e.path, label, "ignored", "symlink-into-dataset",
+                                              f"links to {target}, elsewhere in the dataset; not followed "
+                                              f"(its files would be counted twice or under this label)"))
+                else:
+                    visit(Path(e.path), rel)
+            elif Path(e.name).suffix.lower() not in IMAGE_EXTENSIONS:
+                records.append(FileRecord(rel, str(root / rel), label, "ignored", "not-an-image-extension",
+                                          f"extension {Path(e.name).suffix or '(none)'!r} is not one of "
+                                          f"{', '.join(sorted(IMAGE_EXTENSIONS))}"))
+            else:
+                candidates.append((rel, label))
+
+    visit(class_dir, class_dir.name)
+
+
 def _ignored_entry(root: Path, rel: str, label: str, is_dir: bool) -> FileRecord:
     if is_dir:
-        n = sum(len(files) for _, _, files in os.walk(root / rel))
+        n = sum(len(files) for _, _, files in os.walk(root / rel))  # os.walk follows no links
         return FileRecord(rel + "/", str(root / rel), label, "ignored", "hidden",
                           f"hidden folder, {n} files inside not scanned")
     return FileRecord(rel, str(root / rel), label, "ignored", "hidden", "hidden file")
 
 
 def _discover_csv(csv_path: Path) -> tuple[list[str], list[tuple[str, str]], list[FileRecord], Path]:
-    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{csv_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the list as "
+                        f"UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{csv_path}: the file is empty; expected a header line 'path,label' and one row per "
+                        f"image") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{csv_path}: not a readable CSV file ({str(exc).strip()})") from None
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise DataError(f"{csv_path}: expected columns 'path,label', missing {sorted(missing)}")
     root = csv_path.parent.resolve()
-    seen, candidates, ignored = set(), [], []
+    first: dict[str, tuple[int, str]] = {}  # rel -> (row, label) of its first listing
+    candidates: dict[str, str] = {}
+    ignored: list[FileRecord] = []
+    conflicts: dict[str, list[str]] = {}
     for i, (p, label) in enumerate(zip(table["path"], table["label"], strict=True)):
-        if not p or not label:
-            raise DataError(f"{csv_path}: row {i + 2} has an empty path or label")
+        row = i + 2
+        if not p.strip():
+            ignored.append(FileRecord(f"(row {row})", "", label, "skipped", "empty-path", f"row {row} has no path"))
+            continue
         resolved = (root / p).resolve()
         rel = resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else str(resolved)
-        if rel in seen:
-            ignored.append(FileRecord(rel, str(resolved), label, "ignored", "duplicate-row",
-                                      f"row {i + 2} lists this file again"))
+        if not label.strip():
+            ignored.append(FileRecord(rel, str(resolved), "", "skipped", "empty-label", f"row {row} has no label"))
             continue
-        seen.add(rel)
-        candidates.append((rel, label))
-    return sorted(set(table["label"])), candidates, ignored, root
+        if rel in first:
+            if first[rel][1] == label:
+                ignored.append(FileRecord(rel, str(resolved), label, "ignored", "duplicate-row",
+                                          f"row {row} lists this file again"))
+            else:
+                conflicts.setdefault(rel, [f"{first[rel][1]} in row {first[rel][0]}"]).append(f"{label} in row {row}")
+            continue
+        first[rel] = (row, label)
+        candidates[rel] = label
+    for rel, where in conflicts.items():
+        candidates.pop(rel)
+        ignored.append(FileRecord(rel, str((root / rel).resolve()), first[rel][1], "skipped", "label-conflict",
+                                  f"listed as {', '.join(where)}; not used under either label"))
+    labels = sorted({lab for lab in candidates.values()})
+    return labels, sorted(candidates.items()), ignored, root
 
 
 def _inspect(root: str, rel: str, label: str, max_pixels: int) -> FileRecord:
@@ -201,6 +286,7 @@ def _inspect(root: str, rel: str, label: str, max_pixels: int) -> FileRecord:
 
 
 def _inspect_chunk(root, items, max_pixels):
+    exit_with_parent()
     return [_inspect(root, rel, label, max_pixels) for rel, label in items]
 
 

@@ -3,13 +3,15 @@ target, then rename it over the target (atomic on POSIX and Windows file systems
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_json"]
+__all__ = ["atomic_path", "exit_with_parent", "write_json"]
 
 
 @contextmanager
@@ -32,3 +34,24 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
     return Path(path)
+
+
+@functools.cache
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """In a worker process (joblib's loky workers): exit as soon as the process that started it is
+    gone, so that killing crackbench with SIGKILL does not leave workers computing, and holding
+    memory, for minutes. Starts one daemon thread per process; a no-op in the main process."""
+    import multiprocessing
+    import threading
+
+    started_by = multiprocessing.parent_process()
+    if started_by is None or started_by.pid is None:
+        return
+    parent = started_by.pid  # recorded when the worker started, so an orphan is caught even now
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="crackbench-exit-with-parent", daemon=True).start()

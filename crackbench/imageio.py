@@ -13,18 +13,25 @@ A file that cannot be used raises :class:`ImageError` with a stable ``reason`` c
 reason             meaning
 =================  ==========================================================
 empty-file         zero bytes
-unreadable         the operating system refused to read it (or it vanished)
+unreadable         the operating system refused to read it, it vanished, or it is
+                   a broken or looping symbolic link
+not-a-regular-file a named pipe, socket or device with an image name (never opened)
+unreadable-folder  a folder given where a file was expected, that cannot be listed
 not-an-image       no decoder recognises the bytes, or decoding failed
-truncated          a JPEG without its end-of-image marker, a PNG without IEND
-unsupported-depth  not 8 bits per channel (16-bit PNG/TIFF, float TIFF, ...)
+truncated          a JPEG whose compressed data has no end-of-image marker, a PNG
+                   without IEND (bytes appended after a complete image are fine)
+unsupported-depth  more than 8 bits per channel, grey or colour alike (16-bit
+                   PNG/TIFF, float TIFF, ...): never silently reduced
 too-large          width x height above the configured pixel limit
 =================  ==========================================================
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -62,11 +69,43 @@ class ImageError(CrackbenchError):
         super().__init__(f"{self.path}: {reason}: {detail}")
 
 
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether the JPEG's compressed data ends with an end-of-image marker. Walks the marker
+    segments to the first start-of-scan (so an EXIF thumbnail's marker does not count), then looks
+    for the end marker after it; bytes after it (appended metadata) do not matter."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0xD9:
+            return True
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+        elif marker == 0xDA:  # start of scan: entropy-coded data follows, escaped, until a marker
+            return data.find(b"\xff\xd9", i + 2) != -1
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return False
+
+
 def _check_complete(data: bytes, fmt: str | None, name: str) -> None:
-    if fmt == "JPEG" and b"\xff\xd9" not in data[-64:]:
-        raise ImageError(name, "truncated", "JPEG has no end-of-image marker (file cut short)")
-    if fmt == "PNG" and b"IEND" not in data[-12:]:
+    if fmt == "JPEG" and not _jpeg_complete(data):
+        raise ImageError(name, "truncated", "JPEG has no end-of-image marker after its image data (file cut short)")
+    if fmt == "PNG" and b"IEND" not in data[-12:] and b"IEND\xaeB`\x82" not in data:
         raise ImageError(name, "truncated", "PNG has no IEND chunk (file cut short)")
+
+
+def _bits_per_channel(data: bytes, fmt: str | None, header) -> int:
+    """Bits per channel the file stores (Pillow opens 16-bit colour PNG as 8-bit "RGB")."""
+    if fmt == "PNG" and len(data) > 24:
+        return data[24]  # IHDR bit depth
+    if fmt == "TIFF":
+        bits = header.tag_v2.get(258, (8,))
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 16 if header.mode in _DEEP_MODES else 8
 
 
 def decode_image(
@@ -103,6 +142,7 @@ def decode_image(
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
             fmt, pil_mode = header.format, header.mode
+            bits = _bits_per_channel(data, fmt, header)
     except Image.DecompressionBombError as exc:
         raise ImageError(name, "too-large", str(exc)) from None
     except UnidentifiedImageError:
@@ -113,9 +153,9 @@ def decode_image(
         raise ImageError(
             name, "too-large", f"{width}x{height} = {width * height:,} pixels > limit {max_pixels:,}"
         )
-    if pil_mode in _DEEP_MODES:
+    if pil_mode in _DEEP_MODES or bits > 8:
         raise ImageError(
-            name, "unsupported-depth", f"{fmt} in mode {pil_mode!r}; 8 bits per channel expected"
+            name, "unsupported-depth", f"{fmt} with {bits} bits per channel (mode {pil_mode!r}); 8 expected"
         )
     _check_complete(data, fmt, str(name))
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -134,7 +174,21 @@ def read_image(
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """The file's bytes, or :class:`ImageError` ``unreadable`` naming the OS error."""
+    """The file's bytes; :class:`ImageError` ``not-a-regular-file`` for a named pipe, socket or
+    device (never opened, so reading cannot hang), ``unreadable`` naming the OS error otherwise
+    (a broken or looping symbolic link, a permission error)."""
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except OSError as exc:
+        what = "broken symbolic link" if os.path.islink(path) and exc.errno == errno.ENOENT else \
+            "symbolic link loop" if exc.errno == errno.ELOOP else f"{type(exc).__name__}: {exc.strerror or exc}"
+        raise ImageError(path, "unreadable", what) from None
+    if stat.S_ISDIR(st.st_mode) and not os.access(path, os.R_OK | os.X_OK):
+        raise ImageError(path, "unreadable-folder", "a folder that cannot be listed; files inside not read")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "named pipe" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else \
+            "folder" if stat.S_ISDIR(st.st_mode) else "device or special file"
+        raise ImageError(path, "not-a-regular-file", f"a {kind}, not a file; not opened")
     try:
         return Path(path).read_bytes()
     except OSError as exc:

@@ -14,21 +14,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, NotRequired, TypedDict
+from typing import ClassVar, Literal, TypedDict
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from .dataset import DataError
+from .errors import ModelFileError
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, read_image
 
-__all__ = ["ImageModel", "ModelMetadata", "Prediction", "binary_classes", "iter_image_files", "manifest_sha256",
-           "predict_files", "quick_metrics"]
+__all__ = ["ImageModel", "ModelMetadata", "Prediction", "binary_classes", "check_metadata", "iter_image_files",
+           "manifest_sha256", "predict_files", "quick_metrics"]
 
 
-class ModelMetadata(TypedDict):
-    """What a model file records beside the fitted model (JSON-able, stored inside the file)."""
+class _OptionalMetadata(TypedDict, total=False):
+    device: str  # where it was trained: "CPU" or the accelerator's name
+    params: dict | str
+    best_params: dict
+
+
+class ModelMetadata(_OptionalMetadata):
+    """What a model file records beside the fitted model (JSON-able, stored inside the file);
+    ``device``, ``params`` and ``best_params`` may be absent."""
 
     format: str  # "crackbench-model/1"
     kind: str  # the model's family: "classical" | "cnn"
@@ -44,9 +52,21 @@ class ModelMetadata(TypedDict):
     n_val: int
     val_metrics: dict[str, float]  # accuracy, f1, roc_auc on the val split
     timings: dict[str, float]  # seconds; "train_s" is the fitting time
-    device: NotRequired[str]  # where it was trained: "CPU" or the accelerator's name
-    params: NotRequired[dict | str]
-    best_params: NotRequired[dict]
+
+
+def check_metadata(metadata, path) -> ModelMetadata:
+    """``metadata`` if it holds every key of :class:`ModelMetadata` a model needs; otherwise a
+    :class:`~crackbench.errors.ModelFileError` naming the file and what is missing."""
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: not a crackbench model file (no metadata)")
+    missing = sorted(ModelMetadata.__required_keys__ - set(metadata))
+    if missing:
+        raise ModelFileError(f"{path}: not a crackbench model file (metadata without {', '.join(missing)})")
+    classes = metadata["classes"]
+    if not (isinstance(classes, list) and len(classes) == 2 and metadata["positive_class"] == classes[1]):
+        raise ModelFileError(f"{path}: not a crackbench model file (classes {classes!r} are not "
+                             f"[negative, positive])")
+    return metadata
 
 
 class ImageModel(ABC):
@@ -110,37 +130,79 @@ class Prediction:
 
 
 def iter_image_files(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Files given directly, and image files found (recursively, sorted) under given folders."""
+    """Paths given directly, and every non-hidden entry with an image extension found below given
+    folders (depth first, in name order), whatever it is: a named pipe, a broken link or an
+    unreadable file is yielded too, so the caller reports it. A folder that cannot be listed is
+    yielded itself. Linked folders are followed once; a link back to a folder already walked (a
+    loop) is not followed."""
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."):
-                    yield str(f)
-        else:
+        if not p.is_dir():
             yield str(p)
+            continue
+        yield from _walk_images(str(p), set())
+
+
+def _walk_images(folder: str, seen: set[str]) -> Iterator[str]:
+    seen.add(os.path.realpath(folder))
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        yield folder
+        return
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if os.path.realpath(e.path) not in seen:
+                yield from _walk_images(e.path, seen)
+        elif Path(e.name).suffix.lower() in IMAGE_EXTENSIONS:
+            yield e.path
+
+
+#: Decoded bytes one chunk of :func:`predict_files` may hold (a chunk also stops at chunk_size files).
+CHUNK_BYTES = 512 * 2**20
 
 
 def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 256,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Prediction]:
-    """Predict file by file in chunks (bounded memory); unusable files yield an ``error`` row."""
-    for start in range(0, len(paths), chunk_size):
-        chunk = paths[start:start + chunk_size]
-        images, ok, failed = [], [], {}
-        for p in chunk:
-            try:
-                images.append(read_image(p, mode=model.input_mode, max_pixels=max_pixels))
-                ok.append(p)
-            except ImageError as exc:
-                failed[p] = exc
-        probs = model.predict_proba(images)[:, 1] if images else np.empty(0)
-        by_path = dict(zip(ok, probs, strict=True))
-        for p in chunk:
-            if p in failed:
-                yield Prediction(p, error=failed[p].reason, detail=failed[p].detail)
+                  max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = CHUNK_BYTES) -> Iterator[Prediction]:
+    """Predict file by file in chunks, in input order; every path yields one row, and an unusable
+    file yields an ``error`` row with its reason. A chunk holds at most ``chunk_size`` files and
+    about ``max_bytes`` of decoded pixels (one image above it is predicted alone), so memory stays
+    bounded whatever the image sizes."""
+    pending: list[tuple[str, np.ndarray | ImageError]] = []
+    held = 0
+
+    def flush() -> Iterator[Prediction]:
+        images = [x for _, x in pending if not isinstance(x, ImageError)]
+        probs = iter(model.predict_proba(images)[:, 1] if images else [])
+        for p, x in pending:
+            if isinstance(x, ImageError):
+                yield Prediction(p, error=x.reason, detail=x.detail)
             else:
-                prob = float(by_path[p])
+                prob = float(next(probs))
                 yield Prediction(p, model.classes_[1] if prob >= 0.5 else model.classes_[0], prob)
+        pending.clear()
+
+    for p in paths:
+        try:
+            image = read_image(p, mode=model.input_mode, max_pixels=max_pixels)
+        except ImageError as exc:
+            pending.append((p, exc))
+            continue
+        if pending and held + image.nbytes > max_bytes:
+            yield from flush()
+            held = 0
+        pending.append((p, image))
+        held += image.nbytes
+        if len(pending) >= chunk_size:
+            yield from flush()
+            held = 0
+    yield from flush()
 
 
 def binary_classes(labels, positive_class: str | None = None) -> list[str]:

@@ -19,7 +19,7 @@ from sklearn.pipeline import FeatureUnion
 from tqdm.auto import tqdm
 
 from crackbench import __version__
-from crackbench.files import atomic_path, write_json
+from crackbench.files import atomic_path, exit_with_parent, write_json
 from crackbench.imageio import DEFAULT_MAX_PIXELS, decode_image, read_bytes
 from crackbench.manifest import read_manifest
 
@@ -159,6 +159,7 @@ class DecodeOnly(TransformerMixin, BaseEstimator):
 
 
 def _extract_chunk(paths, extractor, mode, max_pixels):
+    exit_with_parent()
     images, shas = [], []
     for p in paths:
         data = read_bytes(p)

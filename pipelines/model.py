@@ -15,7 +15,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from crackbench.errors import ModelFileError
 from crackbench.files import atomic_path
-from crackbench.model import ImageModel
+from crackbench.model import ImageModel, check_metadata
 
 from ._fast import MAX_ROWS, compile_tail
 
@@ -132,8 +132,10 @@ def load_model(path: str | os.PathLike) -> ClassicalModel:
     if refused:
         raise UntrustedModelError(f"{path}: refusing to load: the file references types that are not "
                                   f"trusted: {', '.join(refused)}")
-    obj = sio.load(path, trusted=untrusted)
-    if not (isinstance(obj, dict) and isinstance(obj.get("pipeline"), Pipeline)
-            and isinstance(obj.get("metadata"), dict)):
-        raise UntrustedModelError(f"{path}: a skops file, but not a crackbench model")
-    return ClassicalModel(obj["pipeline"], obj["metadata"])
+    try:
+        obj = sio.load(path, trusted=untrusted)
+    except Exception as exc:  # a damaged file whose type list was readable; nothing in it was run
+        raise ModelFileError(f"{path}: not a readable skops model file ({type(exc).__name__}: {exc})") from None
+    if not (isinstance(obj, dict) and isinstance(obj.get("pipeline"), Pipeline)):
+        raise ModelFileError(f"{path}: a skops file holding a {type(obj).__name__}, not a crackbench model")
+    return ClassicalModel(obj["pipeline"], check_metadata(obj.get("metadata"), path))

@@ -31,6 +31,7 @@ from crackbench import __version__
 from crackbench.dataset import DataError
 from crackbench.features import extract
 from crackbench.features.batch import _fingerprint
+from crackbench.files import exit_with_parent
 from crackbench.manifest import read_manifest
 from crackbench.model import binary_classes, manifest_sha256, quick_metrics
 
@@ -45,6 +46,7 @@ def _n_workers(n_jobs: int) -> int:
 
 
 def _fit_candidate(tail: Pipeline, params: dict, X_train, y_train, X_val, y_val) -> tuple[Pipeline, float]:
+    exit_with_parent()
     # One BLAS/LAPACK thread whatever the process: PCA's SVD with two threads rounds differently
     # from one, and the result must not depend on n_jobs (same data + seed -> same model).
     with threadpool_limits(limits=1):
@@ -84,6 +86,16 @@ def train_classical(
         raise DataError(f"the val split holds only one class ({classes[y_val[0]]}); re-split with more data")
 
     pipe = make_pipeline(name, random_state=seed, n_jobs=n_jobs)
+    adapted = {}
+    if spec.pca and len(train) <= spec.pca:
+        # PCA keeps at most n_samples - 1 informative components: fewer training images than the
+        # pipeline's PCA size would fail inside scikit-learn, so the reduction shrinks with the data
+        if len(train) < 3:
+            raise DataError(f"{name} needs at least 3 training images (its PCA needs 2 components), got {len(train)}")
+        key = "reduce__hog__n_components" if spec.features == "combined" else "reduce__n_components"
+        pipe.set_params(**{key: len(train) - 1})
+        adapted = {"pca_components": len(train) - 1,
+                   "why": f"{len(train)} training images; {spec.pca} components need more than {spec.pca}"}
     timings = {}
     start = time.perf_counter()
     features = extract(pd.concat([train, val]), pipe.named_steps["features"], n_jobs=n_jobs,
@@ -122,6 +134,7 @@ def train_classical(
         "description": spec.description,
         "params": json.dumps(_fingerprint(model_pipe), sort_keys=True),
         "best_params": candidates[best_index],
+        "adapted_to_small_data": adapted,
         "search": [{"params": p, "val_accuracy": score} for p, (_, score) in
                    zip(candidates, fitted, strict=True)],
         "classes": classes,

@@ -132,6 +132,6 @@ def test_train_out_that_cannot_be_written_fails_before_scanning(tmp_path, capsys
     (tmp_path / "dir.skops").mkdir()
     (tmp_path / "file").write_text("x")
     for out, message in ((tmp_path / "dir.skops", "is a folder"),
-                         (tmp_path / "file" / "m.skops", "is not a folder")):
+                         (tmp_path / "file" / "m.skops", "is a file, not a folder")):
         assert main(["train", "--model", "edges-svm", "--data", str(tmp_path), "--out", str(out)]) == 1
         assert message in capsys.readouterr().err
