@@ -45,7 +45,7 @@ def run(manifest: Path, seeds: list[int], epochs: int, image_size: int | None, b
             row[f"{name}_accuracy"] = 1 - len(wrong) / len(part)
             row[f"{name}_log_loss"] = float(log_loss(y, np.clip(proba, 1e-7, 1 - 1e-7), labels=[False, True]))
             if name == "test":
-                wrong_sets.append({str(Path(p).relative_to(Path(manifest).resolve().parent)) for p in wrong})
+                wrong_sets.append({f"{Path(p).parent.name}/{Path(p).name}" for p in wrong})  # class/file
         rows.append(row)
         print(f"  seed {seed}: val errors {row['val_errors']}, test errors {row['test_errors']}", file=sys.stderr)
     always = sorted(set.intersection(*wrong_sets)) if wrong_sets else []

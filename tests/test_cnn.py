@@ -120,3 +120,15 @@ def test_cli_train_and_predict_cnn(easy_manifest, tmp_path, capsys):
     assert main(["predict", "--model", str(out), *paths, "--json"]) == 0
     preds = json.loads(capsys.readouterr().out)["predictions"]
     assert len(preds) == 3 and all(p["label"] in ("Negative", "Positive") for p in preds)
+
+
+def test_cnn_study_script_prints_one_row_per_seed(easy_manifest, capsys):
+    from crackbench.benchmarks import cnn_study
+
+    assert cnn_study.main(["--manifest", str(easy_manifest), "--seeds", "0", "1", "--epochs", "1",
+                           "--image-size", "32"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    assert len(rows) == 2 and all("| 32 | 1 (1) |" in r for r in rows), out
+    assert "Test images wrong in every run" in out
+    assert cnn_study.main(["--manifest", str(easy_manifest.parent / "missing.csv")]) == 1
