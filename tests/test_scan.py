@@ -1,0 +1,100 @@
+"""scan_image: tiles cover every pixel, map back to the original photo at any scale, light up where a
+crack is drawn and nowhere far from it, and go through the model in batches."""
+
+import cv2
+import numpy as np
+import pytest
+
+from crackbench.model import ImageModel
+from crackbench.scan import scan_image, tile_origins
+
+
+class DarkLineModel(ImageModel):
+    """A stand-in classifier: P(crack) = share of very dark pixels in the tile, scaled to [0, 1]."""
+
+    input_mode = "gray"
+
+    def __init__(self):
+        self.metadata = {"name": "dark", "classes": ["Negative", "Positive"], "positive_class": "Positive"}
+        self.batches = []
+
+    def _positive_proba(self, images):
+        self.batches.append(len(images))
+        return np.array([min(1.0, 50 * float((np.asarray(im) < 40).mean())) for im in images])
+
+
+def _photo(h=700, w=1000, line=True):
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(150, 10, (h, w)), 0, 255).astype(np.uint8)
+    if line:
+        cv2.line(img, (100, 80), (330, 260), 10, 3)  # a crack in the top-left area only
+    return img
+
+
+@pytest.mark.parametrize("length, tile, stride", [(1000, 227, 113), (227, 227, 113), (500, 100, 100),
+                                                   (101, 100, 7), (50, 227, 113)])
+def test_tiles_cover_every_pixel_and_end_at_the_border(length, tile, stride):
+    starts = tile_origins(length, tile, stride)
+    covered = np.zeros(max(length, tile), bool)
+    for s in starts:
+        covered[s:s + tile] = True
+    assert covered[:length].all() and starts[0] == 0
+    assert starts[-1] + tile == max(length, tile)  # the last tile shifted inward, never cut short
+    assert (np.diff(starts) <= stride).all() and (np.diff(starts) > 0).all()
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 0.5, 1.7])
+def test_tile_coordinates_map_back_to_the_original_photo(scale):
+    photo = _photo()
+    result = scan_image(DarkLineModel(), photo, tile=100, scale=scale)
+    tiles = result.tiles
+    assert (tiles[["x", "y"]] >= 0).all().all()
+    assert ((tiles["x"] + tiles["width"]) <= 1000).all() and ((tiles["y"] + tiles["height"]) <= 700).all()
+    assert (tiles["x"] + tiles["width"]).max() == 1000 and (tiles["y"] + tiles["height"]).max() == 700
+    assert tiles["width"].max() == pytest.approx(100 * scale, abs=1)
+    cover = np.zeros((700, 1000), bool)
+    for r in tiles.itertuples():
+        cover[r.y:r.y + r.height, r.x:r.x + r.width] = True
+    assert cover.all()
+    assert result.probability_map().shape == (700, 1000)
+
+
+def test_a_drawn_crack_lights_up_the_tiles_it_crosses_and_no_others():
+    model = DarkLineModel()
+    result = scan_image(model, _photo(), tile=100, stride=50, batch_size=16)
+    tiles = result.tiles
+    hit = tiles[tiles["label"] == "Positive"]
+    assert len(hit) >= 4
+    crosses = (hit["x"] < 330) & (hit["x"] + hit["width"] > 100) & (hit["y"] < 260) & (hit["y"] + hit["height"] > 80)
+    assert crosses.all()
+    far = tiles[(tiles["x"] >= 450) | (tiles["y"] >= 400)]
+    assert (far["probability"] == 0).all() and len(far) > 50
+    assert max(model.batches) == 16 and len(model.batches) == -(-len(tiles) // 16)  # batches, not tile by tile
+    heat = result.probability_map()
+    assert heat[170, 215] > 0.5 and heat[600, 900] == 0
+    overlay = result.overlay(np.dstack([_photo()] * 3), max_side=500)
+    assert overlay.shape == (350, 500, 3) and overlay.dtype == np.uint8
+    assert (overlay[:, :, 0] == 255).any()  # red outlines of flagged tiles
+
+
+def test_same_probabilities_as_predicting_each_tile_alone_rgb_and_gray():
+    model = DarkLineModel()
+    rgb = np.dstack([_photo(300, 420)] * 3)
+    result = scan_image(model, rgb, tile=100)
+    for r in result.tiles.itertuples():
+        alone = model.predict_proba([rgb[r.y:r.y + r.height, r.x:r.x + r.width, 0].copy()])[0, 1]
+        assert r.probability == alone
+
+
+def test_small_photo_is_one_padded_tile_with_a_note_and_bad_input_is_refused(tmp_path):
+    result = scan_image(DarkLineModel(), _photo(60, 80, line=False), tile=227)
+    assert result.probabilities.shape == (1, 1) and "smaller than one tile" in result.notes[0]
+    assert result.tiles.iloc[0][["x", "y", "width", "height"]].tolist() == [0, 0, 80, 60]
+    assert result.probability_map().shape == (60, 80)
+    with pytest.raises(ValueError, match="uint8 photo"):
+        scan_image(DarkLineModel(), np.zeros((10, 10), np.float32))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        scan_image(DarkLineModel(), _photo(), scale=0)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), _photo(300, 400))
+    assert scan_image(DarkLineModel(), path, tile=100).width == 400
