@@ -254,6 +254,38 @@ def cmd_predict(args) -> int:
     return EXIT_DATA if failed == len(rows) else 0
 
 
+# ---------------------------------------------------------------- scan
+def cmd_scan(args) -> int:
+    from .model import iter_image_files
+    from .registry import load_model
+    from .scan import scan_files
+
+    out = Path(args.out)
+    _check_writable(out, folder=True)
+    if args.masks and not Path(args.masks).is_dir():
+        raise UsageError(f"--masks {args.masks}: no such folder")
+    model = load_model(args.model)
+    paths = list(iter_image_files(args.paths))
+    if not paths:
+        raise UsageError("no image files found in the given paths")
+    payload = scan_files(model, paths, out, tile=args.tile, stride=args.stride, scale=args.scale,
+                         threshold=args.threshold, masks=args.masks, min_crack_fraction=args.min_crack_fraction,
+                         max_pixels=args.max_pixels)
+    rows = payload["photos"]
+    _print_table([{k: r[k] for k in ("photo", "tiles", "cracked_tiles", "max_probability", "seconds", "error")}
+                  for r in rows], ["photo", "tiles", "cracked_tiles", "max_probability", "seconds", "error"])
+    if "evaluation" in payload:
+        o = payload["evaluation"]["overall"]
+        print(f"against the masks ({o['photos_evaluated']} photos, {o.get('tiles', 0)} tiles): "
+              + ", ".join(f"{k} {o[k]:.4f}" for k in ("roc_auc", "average_precision", "balanced_accuracy", "f1",
+                                                       "crack_pixel_recall") if k in o))
+    failed = sum(1 for r in rows if r["error"])
+    print(f"wrote {out / 'scan.csv'}, {out / 'scan.json'} and four files per photo to {out}")
+    if failed:
+        print(f"{failed} of {len(rows)} photos could not be scanned (see the error column)", file=sys.stderr)
+    return EXIT_DATA if failed == len(rows) else 0
+
+
 # ---------------------------------------------------------------- cache
 def cmd_cache(args) -> int:
     from crackbench.features.batch import cache_info, clear_cache, default_cache_dir
@@ -333,6 +365,16 @@ def _jobs(text: str) -> int:
     value = _int_at_least(-(2**31))(text)
     if value == 0:
         raise argparse.ArgumentTypeError("0 workers cannot run anything: give -1 (all cores) or a count")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
 
 
@@ -457,6 +499,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default %(default)s)")
     p.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers (default: all cores)")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("scan", help="scan whole photographs tile by tile: where are the cracks?")
+    p.add_argument("--model", required=True, help="a .skops or .keras file from `crackbench train`")
+    p.add_argument("paths", nargs="+", help="photos and/or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tile", type=_int_at_least(16), default=227, help="tile side in pixels (default %(default)s)")
+    p.add_argument("--stride", type=_int_at_least(1), default=None, help="tile step (default: half a tile)")
+    p.add_argument("--scale", type=_positive, default=1.0, help="resample the photo by 1/SCALE before tiling: 2 for "
+                   "a photo taken from twice the distance of the training patches (default %(default)s)")
+    p.add_argument("--threshold", type=_fraction, default=0.5, help="P(crack) that flags a tile (default %(default)s)")
+    p.add_argument("--masks", help="folder of crack masks (white = crack) named like the photos: score the tiles")
+    p.add_argument("--min-crack-fraction", type=_fraction, default=0.002, help="with --masks, the share of a tile's "
+                   "pixels that must be crack for the tile to count as cracked (default %(default)s)")
+    p.add_argument("--max-pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
+                   help="refuse larger photos before decoding (default %(default)s)")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("cache", help="show or clear the feature cache")
     p.add_argument("action", choices=["info", "clear"], help="info: what is cached; clear: remove it")

@@ -179,3 +179,169 @@ def scan_image(
     return ScanResult(width=width, height=height, tile=tile, stride=stride, scale=scale, threshold=threshold,
                       positive_class=model.classes_[1], negative_class=model.classes_[0], xs=xs, ys=ys,
                       probabilities=proba.reshape(len(ys), len(xs)), scanned_shape=scanned.shape[:2], notes=notes)
+
+
+#: Default share of a tile's pixels that must be crack in the mask for the tile to count as cracked:
+#: 0.2% is a 1-pixel-wide crack across 45% of a 227-px tile (or a 3-pixel one across 15%), about the
+#: least crack an Özgenel "Positive" patch shows; a tile a crack only clips is counted uncracked.
+MIN_CRACK_FRACTION = 0.002
+
+
+def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
+    """A crack mask (any image format; crack = white, pixel value > 127) as a bool array; its size
+    must equal ``shape`` (height, width) of the photo."""
+    from .imageio import ImageError
+
+    mask = read_image(path, mode="gray")
+    if mask.shape != tuple(shape):
+        raise ImageError(path, "mask-size-mismatch", f"mask is {mask.shape[1]}x{mask.shape[0]}, the photo "
+                                                     f"{shape[1]}x{shape[0]}")
+    return mask > 127
+
+
+def tile_crack_fraction(result: ScanResult, mask: np.ndarray) -> np.ndarray:
+    """Share of each tile's pixels (``result.tiles`` order) that the mask marks as crack."""
+    integral = cv2.integral(mask.astype(np.uint8))  # (h + 1, w + 1) running sums
+    t = result.tiles
+    x0, y0, x1, y1 = t["x"].to_numpy(), t["y"].to_numpy(), (t["x"] + t["width"]).to_numpy(), \
+        (t["y"] + t["height"]).to_numpy()
+    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return inside / np.maximum((x1 - x0) * (y1 - y0), 1)
+
+
+def crack_pixels_flagged(result: ScanResult, mask: np.ndarray) -> tuple[int, int]:
+    """(crack pixels of the mask inside at least one flagged tile, all crack pixels of the mask)."""
+    flagged = np.zeros(mask.shape, bool)
+    for r in result.tiles.itertuples():
+        if r.probability >= result.threshold:
+            flagged[r.y:r.y + r.height, r.x:r.x + r.width] = True
+    return int((mask & flagged).sum()), int(mask.sum())
+
+
+def tile_metrics(truth: np.ndarray, proba: np.ndarray, threshold: float) -> dict:
+    """Tile-level ROC-AUC, average precision, balanced accuracy and F1 (at ``threshold``) of
+    predicted probabilities against 0/1 truth; nan where a metric is undefined (one class)."""
+    from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    truth = np.asarray(truth, int)
+    pred = (np.asarray(proba) >= threshold).astype(int)
+    both = 0 < truth.sum() < len(truth)
+    return {"tiles": len(truth), "cracked_tiles_true": int(truth.sum()),
+            "roc_auc": float(roc_auc_score(truth, proba)) if both else float("nan"),
+            "average_precision": float(average_precision_score(truth, proba)) if truth.any() else float("nan"),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, pred)) if both else float("nan"),
+            "f1": float(f1_score(truth, pred, zero_division=0))}
+
+
+def geojson(result: ScanResult) -> dict:
+    """The tiles at or above the threshold as a GeoJSON FeatureCollection of polygons in the photo's
+    pixel coordinates (x right, y down), each with its probability."""
+    features = []
+    for r in result.tiles.itertuples():
+        if r.probability >= result.threshold:
+            ring = [[r.x, r.y], [r.x + r.width, r.y], [r.x + r.width, r.y + r.height], [r.x, r.y + r.height],
+                    [r.x, r.y]]
+            features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                             "properties": {"probability": round(float(r.probability), 6), "label": r.label}})
+    return {"type": "FeatureCollection", "properties": {"coordinates": "photo pixels, x right, y down",
+                                                        "width": result.width, "height": result.height},
+            "features": features}
+
+
+def _find_mask(masks_dir: str | os.PathLike, stem: str) -> str | None:
+    from .imageio import IMAGE_EXTENSIONS
+
+    found = sorted(p for p in os.listdir(masks_dir)
+                   if os.path.splitext(p)[0] == stem and os.path.splitext(p)[1].lower() in IMAGE_EXTENSIONS)
+    return os.path.join(masks_dir, found[0]) if found else None
+
+
+def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, *, tile: int = 227,
+               stride: int | None = None, scale: float = 1.0, threshold: float = 0.5,
+               masks: str | os.PathLike | None = None, min_crack_fraction: float = MIN_CRACK_FRACTION,
+               max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> dict:
+    """Scan every photo and write, per photo, ``<stem>.tiles.csv``, ``<stem>.overlay.jpg``,
+    ``<stem>.heatmap.png`` and ``<stem>.geojson``, and over all photos ``scan.csv`` and
+    ``scan.json``. A photo that cannot be read is a row with its reason code. With ``masks`` (a
+    folder of crack masks matched by file stem), each photo's tiles are scored against its mask
+    and ``scan.json`` holds per-photo and pooled metrics (``evaluation.csv`` per photo). Returns
+    what ``scan.json`` holds."""
+    import json
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .files import atomic_path, write_json
+    from .imageio import ImageError
+
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    rows, evaluation, stems = [], [], set()
+    pooled_truth, pooled_proba, crack_in, crack_total = [], [], 0, 0
+    for path in tqdm(paths, desc="scan", unit="photo", disable=not progress, leave=False):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        unique, k = stem, 2
+        while unique in stems:  # the same name in two folders: keep both
+            unique, k = f"{stem}_{k}", k + 1
+        stems.add(unique)
+        row = {"photo": path, "width": "", "height": "", "tiles": "", "cracked_tiles": "", "max_probability": "",
+               "seconds": "", "error": "", "detail": "", "outputs": unique, "notes": ""}
+        start = time.perf_counter()
+        try:
+            image = read_image(path, mode="rgb", max_pixels=max_pixels)
+            result = scan_image(model, image, tile=tile, stride=stride, scale=scale, threshold=threshold)
+        except ImageError as exc:
+            rows.append({**row, "error": exc.reason, "detail": exc.detail, "outputs": ""})
+            continue
+        tiles = result.tiles
+        seconds = time.perf_counter() - start
+        base = os.path.join(out, unique)
+        with atomic_path(base + ".tiles.csv") as tmp:
+            tiles.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
+        with atomic_path(base + ".overlay.jpg") as tmp:
+            cv2.imwrite(str(tmp), cv2.cvtColor(result.overlay(image), cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+        with atomic_path(base + ".heatmap.png") as tmp:
+            cv2.imwrite(str(tmp), np.clip(np.round(result.probability_map() * 255), 0, 255).astype(np.uint8))
+        with atomic_path(base + ".geojson") as tmp:
+            tmp.write_text(json.dumps(geojson(result)))
+        row.update(width=result.width, height=result.height, tiles=len(tiles),
+                   cracked_tiles=int((tiles["probability"] >= threshold).sum()),
+                   max_probability=round(float(tiles["probability"].max()), 6), seconds=round(seconds, 3),
+                   notes="; ".join(result.notes))
+        rows.append(row)
+        if masks is not None:
+            mask_path = _find_mask(masks, stem)
+            entry = {"photo": path, "mask": mask_path or "", "error": "", "detail": ""}
+            if mask_path is None:
+                evaluation.append({**entry, "error": "no-mask", "detail": f"no mask named {stem}.* in {masks}"})
+                continue
+            try:
+                mask = read_mask(mask_path, (result.height, result.width))
+            except ImageError as exc:
+                evaluation.append({**entry, "error": exc.reason, "detail": exc.detail})
+                continue
+            truth = (tile_crack_fraction(result, mask) >= min_crack_fraction).astype(int)
+            inside, total = crack_pixels_flagged(result, mask)
+            evaluation.append({**entry, **tile_metrics(truth, tiles["probability"], threshold),
+                               "crack_pixel_recall": inside / total if total else float("nan")})
+            pooled_truth.append(truth)
+            pooled_proba.append(tiles["probability"].to_numpy())
+            crack_in, crack_total = crack_in + inside, crack_total + total
+    columns = ["photo", "width", "height", "tiles", "cracked_tiles", "max_probability", "seconds", "error"]
+    with atomic_path(os.path.join(out, "scan.csv")) as tmp:
+        pd.DataFrame(rows, columns=[*columns, "detail", "outputs", "notes"])[columns].to_csv(
+            tmp, index=False, lineterminator="\n")
+    payload = {"model": model.name, "settings": {"tile": tile, "stride": stride or max(1, tile // 2), "scale": scale,
+                                                 "threshold": threshold, "min_crack_fraction": min_crack_fraction},
+               "photos": rows}
+    if masks is not None:
+        overall = (tile_metrics(np.concatenate(pooled_truth), np.concatenate(pooled_proba), threshold)
+                   if pooled_truth else {})
+        overall["crack_pixel_recall"] = crack_in / crack_total if crack_total else float("nan")
+        overall["photos_evaluated"] = len(pooled_truth)
+        payload["evaluation"] = {"masks": os.fspath(masks), "overall": overall, "photos": evaluation}
+        with atomic_path(os.path.join(out, "evaluation.csv")) as tmp:
+            pd.DataFrame(evaluation).to_csv(tmp, index=False, lineterminator="\n")
+    write_json(os.path.join(out, "scan.json"), payload)
+    return payload

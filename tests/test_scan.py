@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from crackbench.cli import main
 from crackbench.model import ImageModel
 from crackbench.scan import scan_image, tile_origins
 
@@ -98,3 +99,77 @@ def test_small_photo_is_one_padded_tile_with_a_note_and_bad_input_is_refused(tmp
     path = tmp_path / "photo.png"
     cv2.imwrite(str(path), _photo(300, 400))
     assert scan_image(DarkLineModel(), path, tile=100).width == 400
+
+
+@pytest.fixture(scope="module")
+def edges_model(synth_dir, tmp_path_factory):
+    from crackbench.registry import TrainOptions, train_model
+
+    out = tmp_path_factory.mktemp("scanmodel")
+    from crackbench.manifest import make_manifest
+
+    make_manifest(synth_dir, out / "m.csv", n_jobs=1, progress=False)
+    train_model("edges-svm", out / "m.csv", out / "edges.skops", TrainOptions(n_jobs=1, progress=False))
+    return out / "edges.skops"
+
+
+def test_scan_command_writes_every_output_and_scores_against_masks(edges_model, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    big = np.dstack([_photo(450, 600)] * 3)
+    cv2.imwrite(str(photos / "wall.jpg"), big)
+    mask = np.zeros((450, 600), np.uint8)
+    cv2.line(mask, (100, 80), (330, 260), 255, 3)
+    cv2.imwrite(str(masks / "wall.png"), mask)  # any format, matched by stem
+    cv2.imwrite(str(photos / "small.png"), _photo(100, 120))
+    cv2.imwrite(str(masks / "small.png"), np.zeros((50, 50), np.uint8))  # wrong size
+    encoded = cv2.imencode(".jpg", big)[1].tobytes()
+    (photos / "broken.jpg").write_bytes(encoded[: len(encoded) // 2])
+    cv2.imwrite(str(photos / "unmasked.png"), _photo(300, 300))
+    out = tmp_path / "out"
+    assert main(["scan", "--model", str(edges_model), str(photos), "--out", str(out), "--masks", str(masks)]) == 0
+    summary = pd.read_csv(out / "scan.csv", keep_default_na=False)
+    assert list(summary.columns) == ["photo", "width", "height", "tiles", "cracked_tiles", "max_probability",
+                                     "seconds", "error"]
+    assert dict(zip(summary["photo"].map(lambda p: p.split("/")[-1]), summary["error"], strict=True)) == {
+        "broken.jpg": "truncated", "small.png": "", "unmasked.png": "", "wall.jpg": ""}
+    for stem in ("wall", "small", "unmasked"):
+        tiles = pd.read_csv(out / f"{stem}.tiles.csv")
+        assert list(tiles.columns) == ["x", "y", "width", "height", "probability", "label"]
+        assert cv2.imread(str(out / f"{stem}.overlay.jpg")) is not None
+        heat = cv2.imread(str(out / f"{stem}.heatmap.png"), cv2.IMREAD_UNCHANGED)
+        assert heat.dtype == np.uint8 and heat.ndim == 2
+        gj = json.loads((out / f"{stem}.geojson").read_text())
+        assert gj["type"] == "FeatureCollection"
+        assert len(gj["features"]) == (tiles["probability"] >= 0.5).sum()
+    assert not (out / "broken.tiles.csv").exists()
+    payload = json.loads((out / "scan.json").read_text())
+    assert "smaller than one tile" in next(p for p in payload["photos"] if p["photo"].endswith("small.png"))["notes"]
+    evaluation = {e["photo"].split("/")[-1]: e for e in payload["evaluation"]["photos"]}
+    assert evaluation["small.png"]["error"] == "mask-size-mismatch"
+    assert "mask is 50x50, the photo 120x100" in evaluation["small.png"]["detail"]
+    assert evaluation["unmasked.png"]["error"] == "no-mask"
+    wall = evaluation["wall.jpg"]
+    assert wall["cracked_tiles_true"] >= 2 and 0 <= wall["crack_pixel_recall"] <= 1
+    assert payload["evaluation"]["overall"]["photos_evaluated"] == 1
+    assert "against the masks (1 photos" in capsys.readouterr().out
+
+
+def test_crack_pixel_recall_and_tile_truth_are_exact_on_a_known_mask():
+    from crackbench.scan import crack_pixels_flagged, tile_crack_fraction
+
+    model = DarkLineModel()
+    photo = _photo(400, 400, line=False)
+    photo[50:54, 20:180] = 0  # a dark line inside the tile at (0, 0) only: flagged
+    mask = np.zeros((400, 400), bool)
+    mask[50:52, 20:180] = True
+    mask[300:302, 300:310] = True  # a crack the photo does not show: missed
+    result = scan_image(model, photo, tile=200, stride=200)
+    fraction = tile_crack_fraction(result, mask)
+    np.testing.assert_allclose(fraction, [320 / 40000, 0, 0, 20 / 40000])
+    assert crack_pixels_flagged(result, mask) == (320, 340)
