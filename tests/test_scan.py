@@ -173,3 +173,16 @@ def test_crack_pixel_recall_and_tile_truth_are_exact_on_a_known_mask():
     fraction = tile_crack_fraction(result, mask)
     np.testing.assert_allclose(fraction, [320 / 40000, 0, 0, 20 / 40000])
     assert crack_pixels_flagged(result, mask) == (320, 340)
+
+
+def test_scan_speed_script_compares_with_the_naive_path(edges_model, tmp_path, capsys):
+    from crackbench.benchmarks import scan as scan_bench
+
+    photo = tmp_path / "p.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(scan_bench.synthetic_photo(500, 400), cv2.COLOR_RGB2BGR))
+    assert scan_bench.main([str(edges_model), "--photo", str(photo), "--repeat", "1", "--peak-mp", "0.3"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| edges-svm |"))
+    assert row.split("|")[2].strip() == "12"  # 4 x 3 tiles of 227 px, stride 113, on 500x400
+    assert float(row.split("|")[7]) < 1e-9  # the same probabilities on both paths
+    assert "peak memory above the loaded model" in out

@@ -1,0 +1,166 @@
+"""Whole-photo scanning speed: ``scan_image`` beside the naive per-tile path, on the same photo, one run.
+
+    python -m crackbench.benchmarks.scan RUN_DIR_OR_MODEL... [--photo PHOTO] [--repeat 3]
+
+For each model, on one photo (default: a generated 4032x3024 concrete-like photo with drawn cracks,
+written as a JPEG), both paths start from the file, decode included, with the default tile (227)
+and stride (113):
+
+- ``time_scan``: ``scan_image(model, path)``, one decode, tiles as zero-copy views, batches;
+- ``time_naive``: decode, cut every tile as a copy, ``model.predict_proba([tile])`` once per tile.
+
+Each row reports the median of ``--repeat`` runs (the naive path runs once), seconds per megapixel,
+and the ratio naive / scan; both paths give the same probabilities (checked). With ``--peak-mp``, a
+child process scans a generated photo of that many megapixels and reports its peak resident memory
+above what the loaded model alone takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from crackbench.imageio import read_image, to_gray
+from crackbench.registry import load_model
+from crackbench.scan import scan_image
+
+from .features import emit
+from .latency import _model_files
+
+__all__ = ["main", "run", "synthetic_photo"]
+
+
+def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A concrete-like RGB photo: smooth grey texture with grain and a few dark, thin, wandering cracks."""
+    rng = np.random.default_rng(seed)
+    low = cv2.resize(rng.normal(150, 12, (height // 64 + 2, width // 64 + 2)), (width, height),
+                     interpolation=cv2.INTER_CUBIC)
+    img = np.clip(low + rng.normal(0, 9, (height, width)), 0, 255).astype(np.uint8)
+    for _ in range(4):
+        pts = [rng.uniform((0, 0), (width, height))]
+        for _ in range(40):
+            pts.append(pts[-1] + rng.normal(0, 1, 2) * 30 + np.array([25, 10]))
+        cv2.polylines(img, [np.array(pts, np.int32)], False, int(rng.uniform(40, 80)), int(rng.integers(1, 4)),
+                      cv2.LINE_AA)
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+
+
+def _naive(model, path: str, tile: int = 227, stride: int = 113) -> np.ndarray:
+    from crackbench.scan import tile_origins
+
+    image = read_image(path, mode=model.input_mode)
+    ys, xs = tile_origins(image.shape[0], tile, stride), tile_origins(image.shape[1], tile, stride)
+    return np.array([model.predict_proba([image[y:y + tile, x:x + tile].copy()])[0, 1] for y in ys for x in xs])
+
+
+def _peak(model_file: str, megapixels: float) -> dict:
+    """Run in a child process: peak RSS of one scan above the RSS after loading the model."""
+    model = load_model(model_file)
+    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
+    height = round(width * 3 / 4)
+    photo = synthetic_photo(width, height)
+    path = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    del photo
+    scan_image(model, read_image(path)[:300, :300])  # warm-up: JIT, thread pools
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/status") as f:
+        current = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    scan_image(model, path)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"width": width, "height": height, "rss_before_mib": current / 1024,
+            "peak_above_mib": (max(after, before) - current) / 1024}
+
+
+def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | None) -> dict:
+    if photo is None:
+        photo = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo-4032x3024.jpg"
+        cv2.imwrite(str(photo), cv2.cvtColor(synthetic_photo(4032, 3024), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        source = f"generated 4032x3024 photo with drawn cracks ({photo})"
+    else:
+        source = str(photo)
+    h, w = read_image(photo, mode="gray").shape
+    mp = w * h / 1e6
+    rows = []
+    for file in _model_files(targets):
+        model = load_model(file)
+        name = model.metadata.get("name", file.stem)
+        scan_image(model, to_gray(read_image(photo))[:454, :454] if model.input_mode == "gray"
+                   else read_image(photo)[:454, :454])  # warm-up
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = scan_image(model, photo)
+            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        naive = _naive(model, str(photo))
+        naive_s = time.perf_counter() - start
+        diff = float(np.abs(naive - result.probabilities.ravel()).max())
+        scan_s = statistics.median(times)
+        row = {"model": name, "tiles": int(result.probabilities.size), "scan_s": scan_s, "naive_s": naive_s,
+               "scan_s_per_mp": scan_s / mp, "ratio": naive_s / scan_s, "max_abs_difference": diff}
+        if peak_mp:
+            child = subprocess.run([sys.executable, "-m", "crackbench.benchmarks.scan", "--peak-child", str(file),
+                                    "--peak-mp", str(peak_mp)], capture_output=True, text=True)
+            row["peak"] = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else {
+                "error": child.stderr[-500:]}
+        rows.append(row)
+        print(f"  {name}: scan {scan_s:.2f} s, naive {naive_s:.2f} s", file=sys.stderr)
+    return {"source": source, "width": w, "height": h, "repeat": repeat, "models": rows}
+
+
+def print_report(result: dict) -> None:
+    print(f"photo: {result['source']}, {result['width']}x{result['height']} "
+          f"({result['width'] * result['height'] / 1e6:.1f} MP); tile 227, stride 113; decode included; "
+          f"scan: median of {result['repeat']} runs\n")
+    print("| model | tiles | time_scan (s) | s / MP | time_naive (s) | speed-up | max difference |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in result["models"]:
+        print(f"| {r['model']} | {r['tiles']} | {r['scan_s']:.2f} | {r['scan_s_per_mp']:.3f} | {r['naive_s']:.2f} "
+              f"| {r['ratio']:.1f}x | {r['max_abs_difference']:.1e} |")
+    peaks = [r for r in result["models"] if "peak" in r]
+    if peaks:
+        print("\n| model | photo | peak memory above the loaded model (MiB) |")
+        print("|---|---|---:|")
+        for r in peaks:
+            p = r["peak"]
+            cell = f"{p['peak_above_mib']:.0f}" if "peak_above_mib" in p else f"error: {p.get('error', '')[:80]}"
+            print(f"| {r['model']} | {p.get('width', '?')}x{p.get('height', '?')} | {cell} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crackbench.benchmarks.scan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", type=Path, nargs="*", help="model files or benchmark run folders")
+    parser.add_argument("--photo", type=Path, help="a photo to scan (default: a generated 4032x3024 one)")
+    parser.add_argument("--repeat", type=int, default=3, help="scan runs per model, median reported (default 3)")
+    parser.add_argument("--peak-mp", type=float, help="also measure peak memory on a generated photo of this size")
+    parser.add_argument("--peak-child", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.peak_child:
+        print(json.dumps(_peak(args.peak_child, args.peak_mp)))
+        return 0
+    if not args.targets:
+        parser.error("give model files or benchmark run folders")
+    try:
+        result = run(args.targets, args.photo, args.repeat, args.peak_mp)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return emit(result, print_report, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
