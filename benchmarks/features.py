@@ -151,12 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=-1, help="joblib workers end to end (default all cores)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
+    return run_and_emit(lambda: run(args.data, args.n, args.repeat, args.jobs), print_report, args.json)
+
+
+def run_and_emit(compute, report, json_path: Path | None) -> int:
+    """The speed scripts' main: compute, print the table (and write JSON), or print a missing
+    file or folder as one line and return 1."""
     try:
-        result = run(args.data, args.n, args.repeat, args.jobs)
+        result = compute()
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return emit(result, print_report, args.json)
+    return emit(result, report, json_path)
 
 
 def emit(result: dict, report, json_path: Path | None) -> int:

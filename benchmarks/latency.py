@@ -28,7 +28,7 @@ from pathlib import Path
 from crackbench.imageio import read_image
 from crackbench.registry import FILE_FORMATS, load_model
 
-from .features import _image_paths, emit
+from .features import _image_paths, run_and_emit
 from .harness import time_calls
 
 __all__ = ["main", "run"]
@@ -131,12 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeat ours, file -> label, this many times and report the spread of p50 (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    try:
-        result = run(args.targets, args.data, args.n, args.warmup, args.rounds)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return emit(result, print_report, args.json)
+    return run_and_emit(lambda: run(args.targets, args.data, args.n, args.warmup, args.rounds), print_report,
+                        args.json)
 
 
 if __name__ == "__main__":

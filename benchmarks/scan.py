@@ -34,7 +34,7 @@ from crackbench.imageio import read_image, to_gray
 from crackbench.registry import load_model
 from crackbench.scan import scan_image
 
-from .features import emit
+from .features import run_and_emit
 from .latency import _model_files
 
 __all__ = ["main", "run", "synthetic_photo"]
@@ -154,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.targets:
         parser.error("give model files or benchmark run folders")
-    try:
-        result = run(args.targets, args.photo, args.repeat, args.peak_mp)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return emit(result, print_report, args.json)
+    return run_and_emit(lambda: run(args.targets, args.photo, args.repeat, args.peak_mp), print_report, args.json)
 
 
 if __name__ == "__main__":

@@ -368,24 +368,22 @@ def _jobs(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> float:
+def _number(text: str, ok, expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {value}")
     return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, lambda v: v > 0, "positive")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
+    return _number(text, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
