@@ -14,6 +14,7 @@ smaller than one tile is padded (edge pixels repeated) to one tile, with a note.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -64,7 +65,7 @@ class ScanResult:
     scanned_shape: tuple[int, int]  # (height, width) of the resampled, padded photo
     notes: list[str] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def tiles(self) -> pd.DataFrame:
         yy, xx = np.meshgrid(self.ys, self.xs, indexing="ij")
         x0 = np.minimum(np.round(xx.ravel() * self.scale), self.width).astype(int)
@@ -77,7 +78,11 @@ class ScanResult:
 
     def probability_map(self) -> np.ndarray:
         """Float32 ``(height, width)`` map over the original photo: each pixel holds the mean
-        probability of the tiles that cover it."""
+        probability of the tiles that cover it (computed once, then shared: do not modify it)."""
+        return self._probability_map
+
+    @functools.cached_property
+    def _probability_map(self) -> np.ndarray:
         total = np.zeros(self.scanned_shape, np.float64)
         count = np.zeros(self.scanned_shape, np.float64)
         for i, y in enumerate(self.ys):
