@@ -9,6 +9,8 @@ A run folder holds::
     models/<name>/result.json            ... and its results, written atomically when it finishes
     models/<name>/predictions.csv        per-image test (and cross-dataset) probabilities
     models/cnn/                          + TensorBoard logs, history.csv, training_curves.png
+    synthetic-photos/                    generated whole photos with crack masks (default run)
+    models/<name>/scan/                  each model's scan of the whole photos (crackbench scan's files)
     results.json, results.csv, report.md, report.html, figures/
 
 A model whose ``result.json`` exists is skipped when the same command runs again (``force``
@@ -16,6 +18,11 @@ redoes it), so an interrupted run loses nothing that finished. It is redone inst
 stamp differs (another crackbench version, seed, library version, ``--test-data``, or an option
 the model kind names in the registry, such as the CNN's epochs and input size), or when the file
 cannot be read. The split itself is checked byte for byte.
+
+Whole photos (``scan_data``, a folder with ``images/`` and ``masks/``; generated in the default
+run): every model scans every photo tile by tile (:func:`crackbench.scan.scan_files`) and its
+tiles are scored against the masks. The scan is redone for a finished model only when the photos
+or the scan settings changed, never retraining it.
 
 Compute, then render: this module computes everything into ``results.json``
 (:func:`collect_results`); :mod:`crackbench.benchmarks.report` renders the reports from that
@@ -45,6 +52,7 @@ from crackbench.files import atomic_path, write_json
 from crackbench.manifest import make_manifest, read_manifest, write_manifest
 from crackbench.model import ImageModel, binary_classes, manifest_sha256
 from crackbench.registry import ModelKind, TrainOptions, get_kind, load_model, model_kinds, train_model
+from crackbench.scan import MIN_CRACK_FRACTION
 
 from .metrics import evaluate, mcnemar
 
@@ -245,6 +253,74 @@ def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int
     return target, source
 
 
+#: Photos generated for the default run's whole-photo scan: (count, width, height).
+SYNTHETIC_PHOTOS = (3, 1600, 1200)
+
+
+def _prepare_scan_data(run_dir: Path, scan_data, generate: bool, seed: int, tile: int, progress: bool
+                       ) -> dict | None:
+    """What the whole-photo scan reads: ``scan_data``'s ``images/`` (and ``masks/``), or generated
+    photos when ``generate``; ``None`` for no scan."""
+    from crackbench.model import iter_image_files
+
+    if scan_data is None and not generate:
+        return None
+    if scan_data is None:
+        from crackbench.synthetic import make_synthetic_photos
+
+        scan_data = run_dir / "synthetic-photos"
+        n, width, height = SYNTHETIC_PHOTOS
+        if len(list((scan_data / "masks").glob("*.png"))) != n:
+            _log(f"generating {n} synthetic {width}x{height} photos with crack masks in {scan_data}")
+            make_synthetic_photos(scan_data, n, seed=seed, width=width, height=height, progress=progress)
+        kind = "synthetic"
+    else:
+        kind = "folder"
+    root = Path(scan_data)
+    if not (root / "images").is_dir():
+        raise DataError(f"--scan-data {root}: expected a folder with images/ (photos) and masks/ (crack masks)")
+    photos = list(iter_image_files([root / "images"]))
+    if not photos:
+        raise DataError(f"--scan-data {root}: no image files in {root / 'images'}")
+    masks = root / "masks" if (root / "masks").is_dir() else None
+    digest = hashlib.sha256()
+    for f in sorted([*photos, *(iter_image_files([masks]) if masks else [])]):
+        digest.update(f"{os.path.relpath(f, root)}\0".encode())
+        digest.update(hashlib.sha256(Path(f).read_bytes()).digest())
+    return {"kind": kind, "path": str(root.resolve()), "photos": photos, "masks": str(masks) if masks else None,
+            "n_photos": len(photos), "sha256": digest.hexdigest(), "tile": tile, "stride": max(1, tile // 2),
+            "threshold": PROTOCOL["threshold"], "min_crack_fraction": MIN_CRACK_FRACTION}
+
+
+def _scan_model(run_dir: Path, name: str, scan: dict, progress: bool) -> None:
+    """Scan the whole photos with a finished model and add the summary to its result.json, unless
+    it already holds the scan of these photos with these settings."""
+    from crackbench.scan import scan_files
+
+    path = run_dir / "models" / name / "result.json"
+    result = json.loads(path.read_text())
+    stamp = {k: scan[k] for k in ("sha256", "tile", "stride", "threshold", "min_crack_fraction")}
+    if result.get("scan", {}).get("stamp") == stamp:
+        return
+    out = run_dir / "models" / name / "scan"
+    model = load_model(run_dir / result["model_file"])
+    payload = scan_files(model, scan["photos"], out, tile=scan["tile"], stride=scan["stride"],
+                         threshold=scan["threshold"], masks=scan["masks"],
+                         min_crack_fraction=scan["min_crack_fraction"], progress=progress)
+    done = [r for r in payload["photos"] if not r["error"]]
+    result["scan"] = {
+        "stamp": stamp, "photos": len(done), "errors": len(payload["photos"]) - len(done),
+        "tiles": sum(r["tiles"] for r in done), "flagged_tiles": sum(r["cracked_tiles"] for r in done),
+        "seconds": sum(r["seconds"] for r in done), "megapixels": sum(r["width"] * r["height"] for r in done) / 1e6,
+        "overlays": [str((out / f"{r['outputs']}.overlay.jpg").relative_to(run_dir)) for r in done],
+        "evaluation": (payload.get("evaluation") or {}).get("overall"),
+    }
+    write_json(path, result)
+    ev = result["scan"]["evaluation"]
+    _log(f"  {name}: scanned {len(done)} photos" + (f", tile ROC-AUC {ev['roc_auc']:.4f}, crack-pixel recall "
+                                                     f"{ev['crack_pixel_recall']:.4f}" if ev else ""))
+
+
 def _stamp(kind: ModelKind, options: TrainOptions, test_data_sha256: str | None) -> dict:
     """What a finished model's results depend on besides the split (which is checked byte for
     byte): versions, seed, cross-dataset images, and the options the kind names."""
@@ -329,6 +405,8 @@ def run_benchmark(
     cnn_size: int | None = None,
     n_synthetic: int = 2000,
     group_by: str | None = None,
+    scan_data=None,
+    scan_tile: int = 227,
     progress: bool = True,
 ) -> dict:
     """Run the benchmark into ``out``; returns the collected results (also in ``results.json``).
@@ -336,7 +414,9 @@ def run_benchmark(
     Parameters mirror ``crackbench benchmark``: with neither ``data`` nor ``manifest`` the
     synthetic default dataset (``n_synthetic`` images) is generated into the run folder. Without
     ``models``, every model kind whose optional extra is installed runs (one line says which were
-    left out). The reports are rendered by :func:`crackbench.benchmarks.report.write_reports`.
+    left out). ``scan_data`` (a folder with ``images/`` and ``masks/``) adds a whole-photo scan by
+    every model, with ``scan_tile``-pixel tiles; the default run scans generated photos. The
+    reports are rendered by :func:`crackbench.benchmarks.report.write_reports`.
     """
     if data is not None and manifest is not None:
         raise UsageError("give --data or --manifest, not both")
@@ -366,7 +446,8 @@ def run_benchmark(
         "crackbench_version": __version__,
         "command": {"data": str(data) if data else None, "manifest": str(manifest) if manifest else None,
                     "models": models, "test_data": str(test_data) if test_data else None, "seed": seed,
-                    "epochs": epochs, "cnn_size": cnn_size},
+                    "epochs": epochs, "cnn_size": cnn_size, "scan_data": str(scan_data) if scan_data else None,
+                    "scan_tile": scan_tile},
         "dataset": {**source, "manifest": "manifest.csv", "manifest_sha256": manifest_sha256(frame),
                     "dataset_sha256": _dataset_hash(frame), "n_images": len(frame),
                     "splits": {s: {lab: int(n) for lab, n in g["label"].value_counts().sort_index().items()}
@@ -376,6 +457,9 @@ def run_benchmark(
             "labels": {lab: int(n) for lab, n in cross["label"].value_counts().sort_index().items()},
             "not_used": len(cross_ds.records) - len(cross)},
     }
+    scan = _prepare_scan_data(run_dir, scan_data, data is None and manifest is None, seed, scan_tile, progress)
+    if scan is not None:
+        run_info["scan_data"] = {k: v for k, v in scan.items() if k != "photos"}
     phases = {"decode_s": _decode_pass(list(frame["path"]), n_jobs)}
     test_data_sha256 = (run_info["test_data"] or {}).get("dataset_sha256")
     for i, kind in enumerate(kinds, 1):
@@ -384,14 +468,16 @@ def run_benchmark(
         done, why = _finished(run_dir / "models" / name / "result.json", stamp)
         if done:
             _log(f"[{i}/{len(kinds)}] {name}: finished in an earlier run, skipped (--force redoes it)")
-            continue
-        if why:
-            _log(f"[{i}/{len(kinds)}] {name}: {why}")
-        _log(f"[{i}/{len(kinds)}] {name}: training")
-        result = _run_model(kind, run_dir, frame, manifest_path, cross, options, stamp)
-        acc = result["test"]["metrics"]["accuracy"]
-        _log(f"[{i}/{len(kinds)}] {name}: test accuracy {acc['value']:.4f} "
-             f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], latency p50 {result['latency']['p50_ms']:.2f} ms")
+        else:
+            if why:
+                _log(f"[{i}/{len(kinds)}] {name}: {why}")
+            _log(f"[{i}/{len(kinds)}] {name}: training")
+            result = _run_model(kind, run_dir, frame, manifest_path, cross, options, stamp)
+            acc = result["test"]["metrics"]["accuracy"]
+            _log(f"[{i}/{len(kinds)}] {name}: test accuracy {acc['value']:.4f} "
+                 f"[{acc['ci_low']:.4f}, {acc['ci_high']:.4f}], latency p50 {result['latency']['p50_ms']:.2f} ms")
+        if scan is not None:
+            _scan_model(run_dir, name, scan, progress)
     run_info["environment"] = _environment()  # after training: records TensorFlow if a CNN ran
     run_info["phases"] = phases
     run_info["wall_s_this_invocation"] = time.perf_counter() - wall

@@ -47,6 +47,8 @@ def _flat_rows(results: dict) -> list[dict]:
             (tn, fp), (fn, tp) = m[part]["confusion"]
             row.update({f"{prefix}{k}": v for k, v in {"tn": tn, "fp": fp, "fn": fn, "tp": tp,
                                                        "n": m[part]["n"]}.items()})
+        ev = (m.get("scan") or {}).get("evaluation") or {}
+        row.update({f"scan_{k}": ev[k] for k in _SCAN_METRICS if k in ev})
         row.update({
             "latency_p50_ms": m["latency"]["p50_ms"], "latency_p95_ms": m["latency"]["p95_ms"],
             "throughput_img_s": m["throughput_img_s"], "features_s": m["timings"].get("features_s", 0.0),
@@ -77,6 +79,29 @@ def _model_table(results: dict, part: str):
                      f"{m['throughput_img_s']:,.0f}", f"{m['timings'].get('train_s', 0):.1f}",
                      f"{m['model_bytes'] / 2**20:.2f}", m.get("device", "")])
     return header, align, rows, 0 if rows else None
+
+
+_SCAN_METRICS = ("roc_auc", "average_precision", "balanced_accuracy", "f1", "crack_pixel_recall")
+
+
+def _scan_table(results: dict):
+    models = [m for m in results["models"] if m.get("scan")]
+
+    def key(m):
+        auc = (m["scan"]["evaluation"] or {}).get("roc_auc", float("nan"))
+        return (-auc if auc == auc else 1.0, m["name"])
+
+    header = ["", "model", "tile ROC-AUC", "average precision", "balanced accuracy", "F1", "crack-pixel recall",
+              "flagged / tiles", "s / MP"]
+    rows = []
+    for m in sorted(models, key=key):
+        sc, ev = m["scan"], m["scan"]["evaluation"] or {}
+        rows.append(["", m["name"], *(f"{ev[k]:.4f}" if k in ev else "" for k in _SCAN_METRICS),
+                     f"{sc['flagged_tiles']} / {sc['tiles']}", f"{sc['seconds'] / max(sc['megapixels'], 1e-9):.3f}"])
+    if rows and (models[0]["scan"]["evaluation"] or {}).get("roc_auc") is not None:
+        rows[0][0] = "best"
+        return header, ["l", "l", "r", "r", "r", "r", "r", "r", "r"], rows, 0
+    return header, ["l", "l", "r", "r", "r", "r", "r", "r", "r"], rows, None
 
 
 def _mcnemar_table(results: dict):
@@ -114,8 +139,9 @@ def _html_table(table) -> str:
 
 
 def markdown_table(results: dict, part: str = "test") -> str:
-    """One row per model, sorted by accuracy (then F1), best marked; ``part`` is test or cross."""
-    return _md(_model_table(results, part))
+    """One row per model, best marked: ``part`` test or cross (sorted by accuracy, then F1), or scan
+    (the whole-photo scan, sorted by tile ROC-AUC)."""
+    return _md(_scan_table(results) if part == "scan" else _model_table(results, part))
 
 
 def _texts(results: dict) -> dict[str, str]:
@@ -136,6 +162,14 @@ def _texts(results: dict) -> dict[str, str]:
                      f"without feature extraction). Device: where the model was trained and timed."),
         "mcnemar": "Exact two-sided test on the test images exactly one of the two models gets right.",
     }
+    if run.get("scan_data"):
+        sd = run["scan_data"]
+        texts["scan"] = (f"Every model slid over {sd['n_photos']} {sd['kind']} photos of `{sd['path']}` "
+                         f"(`crackbench scan`): {sd['tile']}-px tiles, stride {sd['stride']}, flagged at "
+                         f"P >= {sd['threshold']}. Against the crack masks, a tile is cracked when crack pixels "
+                         f"cover at least {sd['min_crack_fraction']:.1%} of it; crack-pixel recall is the share "
+                         f"of mask crack pixels inside a flagged tile. s / MP: seconds per megapixel, decode "
+                         f"included.")
     if run.get("test_data"):
         td = run["test_data"]
         texts["cross_title"] = f"Cross-dataset: trained above, tested on all of {td['path']}"
@@ -150,6 +184,10 @@ def _markdown(results: dict) -> str:
            t["protocol"] + "\n", _md(_model_table(results, "test"))]
     if "cross" in t:
         out += [f"\n## {t['cross_title']}\n", t["cross"] + "\n", _md(_model_table(results, "cross"))]
+    if "scan" in t:
+        out += ["\n## Whole photographs\n", t["scan"] + "\n", _md(_scan_table(results))]
+        first = [m for m in results["models"] if (m.get("scan") or {}).get("overlays")]
+        out += ["", *(f"![{m['name']}]({m['scan']['overlays'][0]})" for m in first)]
     out += ["\n## McNemar tests on the test split\n", t["mcnemar"] + "\n", _md(_mcnemar_table(results)),
             "\n## Where the time went\n", _md(_phases_table(results))]
     return "\n".join(out) + "\n"
@@ -260,7 +298,26 @@ def _gallery(m: dict) -> str:
     return head + (f'<div class="gallery">{"".join(cells)}</div>' if cells else "<p>none</p>")
 
 
-def _html(results: dict, figs: dict[str, bytes]) -> str:
+def _overlay_gallery(run_dir: Path, results: dict, photos: int = 2, width: int = 360) -> str:
+    """Each model's overlays of the first ``photos`` photos, side by side, embedded."""
+    import cv2
+
+    cells = []
+    for m in results["models"]:
+        for rel in ((m.get("scan") or {}).get("overlays") or [])[:photos]:
+            img = cv2.imread(str(run_dir / rel))
+            if img is None:
+                continue
+            img = cv2.resize(img, (width, round(img.shape[0] * width / img.shape[1])), interpolation=cv2.INTER_AREA)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if ok:
+                cells.append(f'<figure class=wide><img src="data:image/jpeg;base64,{base64.b64encode(buf).decode()}"'
+                             f' alt="{html.escape(m["name"])} overlay"><figcaption>{html.escape(m["name"])} &middot; '
+                             f'{html.escape(Path(rel).name.removesuffix(".overlay.jpg"))}</figcaption></figure>')
+    return f'<div class="gallery">{"".join(cells)}</div>'
+
+
+def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
     run, t = results["run"], _texts(results)
 
     def img(name, alt):
@@ -281,6 +338,7 @@ def _html(results: dict, figs: dict[str, bytes]) -> str:
         "th{background:#f3f3f3;text-align:left}td.num{text-align:right}td.txt{text-align:left}"
         "tr.best{background:#e8f5e9;font-weight:600}img{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:8px}"
         "figure{margin:0;font-size:11px;text-align:center;width:110px}figure img{width:96px;height:96px}"
+        "figure.wide{width:360px}figure.wide img{width:360px;height:auto}"
         ".row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}",
         "</style></head><body><h1>crackbench benchmark report</h1>",
         f"<table>{data}</table><p>{html.escape(t['splits'])}</p>",
@@ -292,6 +350,10 @@ def _html(results: dict, figs: dict[str, bytes]) -> str:
         parts += [f"<h2>{html.escape(t['cross_title'])}</h2>", f"<p>{html.escape(t['cross'])}</p>",
                   _html_table(_model_table(results, "cross")), "<div class='row'>",
                   img("roc_cross", "cross-dataset ROC"), "</div>", img("confusion_cross", "cross-dataset confusion")]
+    if "scan" in t:
+        parts += ["<h2>Whole photographs</h2>", f"<p>{html.escape(t['scan'])}</p>", _html_table(_scan_table(results)),
+                  "<p>Overlays: the photo under each model's probability heatmap, flagged tiles outlined.</p>",
+                  _overlay_gallery(run_dir, results)]
     for name in (n for n in figs if n.endswith("_training_curves")):
         model = name.removesuffix("_training_curves")
         parts += [f"<h2>{html.escape(model)}: training curves</h2>", img(name, "loss and accuracy per epoch")]
@@ -320,7 +382,7 @@ def write_reports(run_dir: str | os.PathLike, results: dict | None = None) -> No
     for name, data in figs.items():
         (run_dir / "figures" / f"{name}.png").write_bytes(data)
     with atomic_path(run_dir / "report.html") as tmp:
-        tmp.write_text(_html(results, figs))
+        tmp.write_text(_html(run_dir, results, figs))
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> str:

@@ -33,26 +33,12 @@ import numpy as np
 from crackbench.imageio import read_image, to_gray
 from crackbench.registry import load_model
 from crackbench.scan import scan_image
+from crackbench.synthetic import synthetic_photo
 
 from .features import run_and_emit
 from .latency import _model_files
 
-__all__ = ["main", "run", "synthetic_photo"]
-
-
-def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A concrete-like RGB photo: smooth grey texture with grain and a few dark, thin, wandering cracks."""
-    rng = np.random.default_rng(seed)
-    low = cv2.resize(rng.normal(150, 12, (height // 64 + 2, width // 64 + 2)), (width, height),
-                     interpolation=cv2.INTER_CUBIC)
-    img = np.clip(low + rng.normal(0, 9, (height, width)), 0, 255).astype(np.uint8)
-    for _ in range(4):
-        pts = [rng.uniform((0, 0), (width, height))]
-        for _ in range(40):
-            pts.append(pts[-1] + rng.normal(0, 1, 2) * 30 + np.array([25, 10]))
-        cv2.polylines(img, [np.array(pts, np.int32)], False, int(rng.uniform(40, 80)), int(rng.integers(1, 4)),
-                      cv2.LINE_AA)
-    return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+__all__ = ["main", "run"]
 
 
 def _naive(model, path: str, tile: int = 227, stride: int = 113) -> np.ndarray:
@@ -68,7 +54,7 @@ def _peak(model_file: str, megapixels: float) -> dict:
     model = load_model(model_file)
     width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
     height = round(width * 3 / 4)
-    photo = synthetic_photo(width, height)
+    photo, _ = synthetic_photo(0, width, height)
     path = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo.jpg"
     cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
     del photo
@@ -85,9 +71,9 @@ def _peak(model_file: str, megapixels: float) -> dict:
 def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | None) -> dict:
     if photo is None:
         photo = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo-4032x3024.jpg"
-        cv2.imwrite(str(photo), cv2.cvtColor(synthetic_photo(4032, 3024), cv2.COLOR_RGB2BGR),
+        cv2.imwrite(str(photo), cv2.cvtColor(synthetic_photo(0, 4032, 3024)[0], cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 92])
-        source = f"generated 4032x3024 photo with drawn cracks ({photo})"
+        source = f"generated 4032x3024 photo (crackbench.synthetic.synthetic_photo) ({photo})"
     else:
         source = str(photo)
     h, w = read_image(photo, mode="gray").shape

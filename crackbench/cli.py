@@ -117,10 +117,24 @@ def cmd_data_split(args) -> int:
 
 
 def cmd_data_synth(args) -> int:
-    from .synthetic import make_synthetic_dataset
+    from .synthetic import make_synthetic_dataset, make_synthetic_photos
 
-    out = make_synthetic_dataset(args.out, args.n, seed=args.seed, size=args.size)
-    print(f"wrote {args.n} synthetic images to {out} (Positive/, Negative/)")
+    _check_writable(Path(args.out), folder=True, option="OUT")
+    if args.photos:
+        width, height = args.size or (2048, 1536)
+        n = args.n or 4
+        out = make_synthetic_photos(args.out, n, seed=args.seed, width=width, height=height)
+        print(f"wrote {n} synthetic {width}x{height} photos to {out / 'images'} and their crack masks to "
+              f"{out / 'masks'}")
+        return 0
+    width, height = args.size or (227, 227)
+    if width != height:
+        raise UsageError(f"--size {width}x{height}: patches are square; give one number (or use --photos)")
+    n = args.n or 2000
+    if n < 2:
+        raise UsageError(f"--n {n}: the patch dataset needs at least 2 images (one per class)")
+    out = make_synthetic_dataset(args.out, n, seed=args.seed, size=width)
+    print(f"wrote {n} synthetic images to {out} (Positive/, Negative/)")
     return 0
 
 
@@ -201,6 +215,18 @@ def cmd_train(args) -> int:
     print(f"trained {kind.name} in {time.perf_counter() - start:.1f} s; validation accuracy "
           f"{val['accuracy']:.4f}, F1 {val['f1']:.4f}, ROC-AUC {val['roc_auc']:.4f}; wrote {out}")
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``N`` (a square) or ``WxH``, each side at least 16 pixels."""
+    parts = text.lower().split("x")
+    try:
+        width, height = (int(parts[0]),) * 2 if len(parts) == 1 else map(int, parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH (e.g. 227 or 4032x3024), got {text!r}") from None
+    if min(width, height) < 16:
+        raise argparse.ArgumentTypeError(f"sides must be at least 16 pixels, got {text!r}")
+    return width, height
 
 
 def _check_writable(out: Path, *, folder: bool = False, option: str = "--out") -> None:
@@ -320,11 +346,14 @@ def cmd_benchmark(args) -> int:
     start = time.perf_counter()
     results = run_benchmark(out, data=args.data, manifest=args.manifest, models=models, test_data=args.test_data,
                             seed=args.seed, force=args.force, n_jobs=args.jobs, epochs=args.epochs,
-                            cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=args.group_by)
+                            cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=args.group_by,
+                            scan_data=args.scan_data, scan_tile=args.scan_tile)
     write_reports(out, results)
     print(markdown_table(results, "test"))
     if args.test_data:
         print("\ncross-dataset:\n" + markdown_table(results, "cross"))
+    if any("scan" in m for m in results["models"]):
+        print("\nwhole photos:\n" + markdown_table(results, "scan"))
     print(f"\n{len(results['models'])} models; this invocation took {time.perf_counter() - start:.0f} s. "
           f"Reports: {out / 'report.md'}, {out / 'report.html'}")
     return 0
@@ -429,12 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_options(p)
     p.set_defaults(func=cmd_data_split)
 
-    p = dsub.add_parser("synth", help="generate the synthetic crack dataset (Mendeley layout)")
+    p = dsub.add_parser("synth", help="generate the synthetic crack dataset (Mendeley layout), or whole photos "
+                        "with crack masks (--photos)")
     p.add_argument("out", help="output folder")
-    p.add_argument("--n", type=_int_at_least(2), default=2000,
-                   help="number of images, half per class (default %(default)s)")
+    p.add_argument("--photos", action="store_true", help="write whole photos to OUT/images and their crack masks to "
+                   "OUT/masks (the layout of scan --masks and benchmark --scan-data)")
+    p.add_argument("--n", type=_int_at_least(1), default=None,
+                   help="number of images, half per class (default 2000), or of photos (default 4)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="generator seed (default %(default)s)")
-    p.add_argument("--size", type=_int_at_least(16), default=227, help="side length in pixels (default %(default)s)")
+    p.add_argument("--size", type=_size, default=None, metavar="N | WxH",
+                   help="patch side in pixels (default 227), or photo size (default 2048x1536)")
     p.set_defaults(func=cmd_data_synth)
 
     feats = sub.add_parser("features", help="list feature sets, extract features from a manifest")
@@ -488,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split, training and bootstrap seed (default %(default)s)")
     p.add_argument("--test-data", help="second dataset evaluated in full (cross-dataset table)")
     p.add_argument("--group-by", metavar="REGEX", help="group regex for the split, as in `data split`")
+    p.add_argument("--scan-data", metavar="DIR", help="folder with images/ (whole photos) and masks/ (crack masks, "
+                   "white = crack, named like the photos): every model scans them (default run: generated photos)")
+    p.add_argument("--scan-tile", type=_int_at_least(16), default=227, help="tile side for --scan-data "
+                   "(default %(default)s)")
     p.add_argument("--force", action="store_true", help="redo models already finished in this run folder")
     p.add_argument("--epochs", type=_int_at_least(1), default=30, help="cnn: maximum epochs, also the length of the "
                    "cosine learning-rate decay (default %(default)s)")

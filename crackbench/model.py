@@ -77,6 +77,9 @@ class ImageModel(ABC):
     """
 
     input_mode: ClassVar[Literal["gray", "rgb"]] = "rgb"
+    #: True when ``predict_proba`` may run on several threads at once, each batch on one core (the
+    #: classical kernels release the GIL); a model that parallelises each call itself leaves it False.
+    concurrent_batches: ClassVar[bool] = False
     metadata: ModelMetadata
 
     @property

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
+import joblib
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .imageio import DEFAULT_MAX_PIXELS, read_image, to_gray
 from .model import ImageModel
@@ -96,8 +99,8 @@ class ScanResult:
 
     def overlay(self, image: np.ndarray, *, max_side: int = 1600, alpha: float = 0.45) -> np.ndarray:
         """The photo (RGB or grey uint8, original size), downsized so its longer side is at most
-        ``max_side``, under a translucent probability heatmap, with the outline of every tile at
-        or above the threshold. Returns RGB uint8."""
+        ``max_side``, under a translucent probability heatmap; every tile at or above the threshold
+        is outlined thinly and the area they cover together boldly. Returns RGB uint8."""
         rgb = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         f = min(1.0, max_side / max(self.width, self.height))
         size = (max(1, round(self.width * f)), max(1, round(self.height * f)))
@@ -107,11 +110,16 @@ class ScanResult:
         heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
         weight = (alpha * prob)[..., None]  # low probabilities leave the photo visible
         out = (base * (1 - weight) + heat * weight).astype(np.uint8)
-        for r in self.tiles.itertuples():
-            if r.probability >= self.threshold:
-                cv2.rectangle(out, (round(r.x * f), round(r.y * f)),
-                              (round((r.x + r.width) * f) - 1, round((r.y + r.height) * f) - 1), (255, 0, 0),
-                              max(1, round(2 * f * max(self.width, self.height) / 2000)))
+        flagged = np.zeros(out.shape[:2], np.uint8)
+        edges = out.copy()
+        for r in self.tiles[self.tiles["probability"] >= self.threshold].itertuples():
+            x0, y0, x1, y1 = (round(r.x * f), round(r.y * f), round((r.x + r.width) * f) - 1,
+                              round((r.y + r.height) * f) - 1)
+            flagged[y0:y1 + 1, x0:x1 + 1] = 1
+            cv2.rectangle(edges, (x0, y0), (x1, y1), (255, 0, 0), 1)
+        out = cv2.addWeighted(out, 0.5, edges, 0.5, 0)  # every flagged tile, thin and translucent ...
+        contours, _ = cv2.findContours(flagged, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (255, 0, 0), max(2, round(3 * max(out.shape) / 1600)))  # ... their union
         return out
 
 
@@ -125,6 +133,7 @@ def scan_image(
     batch_size: int = 64,
     threshold: float = 0.5,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    n_jobs: int | None = None,
 ) -> ScanResult:
     """Slide ``model`` over a photograph; see the module docstring.
 
@@ -144,6 +153,10 @@ def scan_image(
         Tiles per ``predict_proba`` call.
     threshold : float
         A tile at or above it is labelled with the positive class.
+    n_jobs : int, optional
+        Batches scored at once on threads. Default: one per core for a model whose batches can run
+        side by side (``model.concurrent_batches``: the classical pipelines), else 1 (the CNN
+        parallelises each batch itself). The probabilities do not depend on it.
     """
     stride = stride or max(1, tile // 2)
     if scale <= 0:
@@ -176,11 +189,20 @@ def scan_image(
     axes = (0, 1)
     windows = np.lib.stride_tricks.sliding_window_view(scanned, (tile, tile), axis=axes)  # views, no copies
     origins = [(y, x) for y in ys for x in xs]
-    proba = np.empty(len(origins), np.float64)
-    for start in range(0, len(origins), batch_size):
+    starts = range(0, len(origins), batch_size)
+
+    def score(start: int) -> np.ndarray:
         batch = origins[start:start + batch_size]
         tiles = [windows[y, x] if scanned.ndim == 2 else np.moveaxis(windows[y, x], 0, -1) for y, x in batch]
-        proba[start:start + len(batch)] = model.predict_proba(tiles)[:, 1]
+        return model.predict_proba(tiles)[:, 1]
+
+    workers = min(n_jobs or (joblib.cpu_count() if model.concurrent_batches else 1), len(starts))
+    if workers > 1:
+        # One BLAS thread per batch thread: BLAS pools spinning beside them would take their cores
+        with threadpool_limits(limits=1), ThreadPoolExecutor(workers, thread_name_prefix="crackbench-scan") as pool:
+            proba = np.concatenate(list(pool.map(score, starts)))
+    else:
+        proba = np.concatenate([score(start) for start in starts])
     return ScanResult(width=width, height=height, tile=tile, stride=stride, scale=scale, threshold=threshold,
                       positive_class=model.classes_[1], negative_class=model.classes_[0], xs=xs, ys=ys,
                       probabilities=proba.reshape(len(ys), len(xs)), scanned_shape=scanned.shape[:2], notes=notes)

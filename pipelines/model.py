@@ -8,6 +8,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import joblib
 import numpy as np
 import skops.io as sio
 from sklearn import config_context
@@ -37,8 +38,8 @@ TRUSTED_TYPES = frozenset({
 @functools.cache
 def _worker_thread() -> ThreadPoolExecutor | None:
     """One worker thread for half of a FeatureUnion's parts on a few images; ``None`` on one core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="crackbench-features") if cores > 1 else None
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="crackbench-features") if joblib.cpu_count() > 1 \
+        else None
 
 
 class UntrustedModelError(ModelFileError):
@@ -49,6 +50,7 @@ class ClassicalModel(ImageModel):
     """A fitted :class:`~sklearn.pipeline.Pipeline` (features -> ... -> clf) plus ``metadata``."""
 
     input_mode = "gray"
+    concurrent_batches = True
 
     def __init__(self, pipeline: Pipeline, metadata: dict):
         self.pipeline = pipeline

@@ -128,6 +128,35 @@ def test_default_run_generates_synthetic_data(tmp_path):
     results = run_benchmark(tmp_path / "r", models=["edges-svm"], n_synthetic=80, n_jobs=1, progress=False)
     assert results["run"]["dataset"]["kind"] == "synthetic" and results["run"]["dataset"]["n_images"] == 80
     assert (tmp_path / "r" / "synthetic" / "Positive").is_dir()
+    scan = results["models"][0]["scan"]  # the default run also scans generated whole photos
+    assert results["run"]["scan_data"]["kind"] == "synthetic" and scan["photos"] == 3 and scan["errors"] == 0
+    assert 0 <= scan["evaluation"]["roc_auc"] <= 1 and scan["tiles"] == 3 * 10 * 14  # 1600x1200: 14 x 10 tiles of 227 px, stride 113
+    write_reports(tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Whole photographs" in md and "| edges-svm |" in md.split("## Whole photographs")[1]
+    assert all((tmp_path / "r" / p).is_file() for p in scan["overlays"])
+    assert md.count(".overlay.jpg)") == 1 and "Whole photographs" in (tmp_path / "r" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_scan_data_is_scanned_by_every_model_and_rescanned_only_when_it_changes(run, tmp_path, capsys):
+    from crackbench.synthetic import make_synthetic_photos
+
+    out, _ = run
+    photos = make_synthetic_photos(tmp_path / "photos", 2, width=500, height=400, progress=False)
+    (photos / "images" / "notes.txt").write_text("not a photo")
+    fresh = tmp_path / "scanned"
+    results = run_benchmark(fresh, manifest=out / "manifest.csv", models=["edges-rf"], scan_data=photos,
+                            n_jobs=2, progress=False)
+    scan = results["models"][0]["scan"]
+    assert scan["photos"] == 2 and scan["tiles"] == 2 * 3 * 4 and scan["evaluation"]["photos_evaluated"] == 2
+    trained = (fresh / "models/edges-rf/model.skops").stat().st_mtime_ns
+    again = run_benchmark(fresh, manifest=out / "manifest.csv", models=["edges-rf"], scan_data=photos, scan_tile=128,
+                          n_jobs=2, progress=False)
+    assert again["models"][0]["scan"]["tiles"] > scan["tiles"]  # rescanned with the new tile ...
+    assert (fresh / "models/edges-rf/model.skops").stat().st_mtime_ns == trained  # ... without retraining
+    with pytest.raises(DataError, match="images/"):
+        run_benchmark(fresh, manifest=out / "manifest.csv", models=["edges-rf"], scan_data=tmp_path, progress=False)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 from crackbench.cli import main
 from crackbench.model import ImageModel
 from crackbench.scan import scan_image, tile_origins
+from crackbench.synthetic import synthetic_photo
 
 
 class DarkLineModel(ImageModel):
@@ -179,10 +180,33 @@ def test_scan_speed_script_compares_with_the_naive_path(edges_model, tmp_path, c
     from crackbench.benchmarks import scan as scan_bench
 
     photo = tmp_path / "p.jpg"
-    cv2.imwrite(str(photo), cv2.cvtColor(scan_bench.synthetic_photo(500, 400), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(photo), cv2.cvtColor(synthetic_photo(0, 500, 400)[0], cv2.COLOR_RGB2BGR))
     assert scan_bench.main([str(edges_model), "--photo", str(photo), "--repeat", "1", "--peak-mp", "0.3"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| edges-svm |"))
     assert row.split("|")[2].strip() == "12"  # 4 x 3 tiles of 227 px, stride 113, on 500x400
     assert float(row.split("|")[7]) < 1e-9  # the same probabilities on both paths
     assert "peak memory above the loaded model" in out
+
+
+def test_batches_on_several_threads_give_the_same_probabilities(edges_model):
+    from crackbench.registry import load_model
+
+    model = load_model(edges_model)
+    assert model.concurrent_batches and not DarkLineModel.concurrent_batches
+    photo, mask = synthetic_photo(1, 900, 700)
+    one = scan_image(model, photo, n_jobs=1, batch_size=5)
+    two = scan_image(model, photo, n_jobs=2, batch_size=5)
+    np.testing.assert_array_equal(one.probabilities, two.probabilities)
+    assert one.probabilities.shape == (tile_origins(700, 227, 113).size, tile_origins(900, 227, 113).size)
+
+
+def test_a_model_trained_on_patches_finds_the_cracks_of_a_synthetic_photo(edges_model):
+    from crackbench.registry import load_model
+    from crackbench.scan import tile_crack_fraction, tile_metrics
+
+    photo, mask = synthetic_photo(2, 1600, 1200)
+    result = scan_image(load_model(edges_model), photo)
+    truth = tile_crack_fraction(result, mask) >= 0.002
+    assert 0 < truth.sum() < len(truth)
+    assert tile_metrics(truth, result.tiles["probability"], 0.5)["roc_auc"] > 0.85
