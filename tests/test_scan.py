@@ -194,7 +194,7 @@ def test_batches_on_several_threads_give_the_same_probabilities(edges_model):
 
     model = load_model(edges_model)
     assert model.concurrent_batches and not DarkLineModel.concurrent_batches
-    photo, mask = synthetic_photo(1, 900, 700)
+    photo, _ = synthetic_photo(1, 900, 700)
     one = scan_image(model, photo, n_jobs=1, batch_size=5)
     two = scan_image(model, photo, n_jobs=2, batch_size=5)
     np.testing.assert_array_equal(one.probabilities, two.probabilities)
