@@ -176,12 +176,29 @@ def cmd_features_extract(args) -> int:
 
 # ---------------------------------------------------------------- models
 def cmd_models(args) -> int:
-    from .registry import model_kinds
+    from .registry import DEFAULT_MODEL, builtin_models, model_card, model_kinds, render_card
 
+    if args.card:
+        card = model_card(args.card)
+        _emit(card, args.json, lambda: print(render_card(card), end=""))
+        return 0
+    shipped = builtin_models()
     rows = [{"model": k.name, "file": k.suffix, "installed": "yes" if k.available else f"no: {k.unavailable_reason()}",
+             "built_in": ("yes (default)" if k.name == DEFAULT_MODEL else "yes") if k.name in shipped else "",
              "description": k.description} for k in model_kinds().values()]
-    _emit(rows, args.json, lambda: _print_table(rows, ["model", "file", "description", "installed"]))
+    _emit(rows, args.json, lambda: _print_table(rows, ["model", "file", "description", "installed", "built_in"]))
     return 0
+
+
+def _load_for_use(spec: str | None):
+    """The model ``--model`` names (a file or a built-in name), or the built-in default, saying so."""
+    from .registry import DEFAULT_MODEL, load_model, model_card, resolve_model
+
+    if spec is None:
+        card = model_card(DEFAULT_MODEL)
+        print(f"using the built-in model {card['name']} (trained on {card['training_data']['name']}; "
+              f"`crackbench models --card {card['name']}` says where not to trust it)", file=sys.stderr)
+    return load_model(resolve_model(spec))
 
 
 def cmd_train(args) -> int:
@@ -253,9 +270,8 @@ def cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
     from .model import iter_image_files, predict_files
-    from .registry import load_model
 
-    model = load_model(args.model)
+    model = _load_for_use(args.model)
     paths = list(iter_image_files(args.paths))
     if not paths:
         raise UsageError("no image files found in the given paths")
@@ -283,14 +299,13 @@ def cmd_predict(args) -> int:
 # ---------------------------------------------------------------- scan
 def cmd_scan(args) -> int:
     from .model import iter_image_files
-    from .registry import load_model
     from .scan import scan_files
 
     out = Path(args.out)
     _check_writable(out, folder=True)
     if args.masks and not Path(args.masks).is_dir():
         raise UsageError(f"--masks {args.masks}: no such folder")
-    model = load_model(args.model)
+    model = _load_for_use(args.model)
     paths = list(iter_image_files(args.paths))
     if not paths:
         raise UsageError("no image files found in the given paths")
@@ -482,7 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_options(p)
     p.set_defaults(func=cmd_features_extract)
 
-    p = sub.add_parser("models", help="list the models train and benchmark know")
+    p = sub.add_parser("models", help="list the models train and benchmark know, and the built-in trained ones")
+    p.add_argument("--card", metavar="NAME", help="print the model card of a built-in model: its data, results "
+                   "in and out of domain, and where not to trust it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)
 
@@ -501,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="label image files or folders with a trained model")
-    p.add_argument("--model", required=True, help="a .skops or .keras file from `crackbench train`")
+    p.add_argument("--model", help="a .skops or .keras file from `crackbench train`, or a built-in model's name "
+                   "(default: the built-in edges-svm)")
     p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--max-pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
                    help="refuse images with more pixels than this, before decoding (default %(default)s)")
@@ -536,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("scan", help="scan whole photographs tile by tile: where are the cracks?")
-    p.add_argument("--model", required=True, help="a .skops or .keras file from `crackbench train`")
+    p.add_argument("--model", help="a .skops or .keras file from `crackbench train`, or a built-in model's name "
+                   "(default: the built-in edges-svm)")
     p.add_argument("paths", nargs="+", help="photos and/or folders (searched recursively)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile", type=_int_at_least(16), default=227, help="tile side in pixels (default %(default)s)")

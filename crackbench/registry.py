@@ -23,7 +23,8 @@ from pathlib import Path
 from .errors import ModelFileError, UsageError
 from .model import ImageModel
 
-__all__ = ["FILE_FORMATS", "ModelKind", "TrainOptions", "get_kind", "load_model", "model_kinds", "train_model"]
+__all__ = ["BUILTIN_DIR", "DEFAULT_MODEL", "FILE_FORMATS", "ModelKind", "TrainOptions", "builtin_models", "get_kind",
+           "load_model", "model_card", "model_kinds", "render_card", "resolve_model", "train_model"]
 
 
 @dataclass(frozen=True)
@@ -172,3 +173,80 @@ def load_model(path: str | os.PathLike) -> ImageModel:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     return _require(fmt, f"reading {path.name}").load_model(path)
+
+
+#: Trained models shipped inside the package: ``<name>.skops`` and its model card ``<name>.card.json``,
+#: both written by ``python -m crackbench.benchmarks.builtin``.
+BUILTIN_DIR = Path(__file__).parent / "models"
+#: The built-in model ``predict`` and ``scan`` use when no ``--model`` is given.
+DEFAULT_MODEL = "edges-svm"
+
+
+def builtin_models() -> list[str]:
+    """Names of the trained models shipped in the package."""
+    return sorted(p.name.removesuffix(".card.json") for p in BUILTIN_DIR.glob("*.card.json"))
+
+
+def resolve_model(spec: str | os.PathLike | None) -> Path:
+    """The model file for ``spec``: a path to a model file, the name of a built-in model, or
+    ``None`` for the built-in :data:`DEFAULT_MODEL`."""
+    if spec is None or (str(spec) in builtin_models() and not Path(spec).exists()):
+        card = model_card(DEFAULT_MODEL if spec is None else str(spec))
+        return BUILTIN_DIR / card["file"]
+    return Path(spec)
+
+
+def model_card(name: str) -> dict:
+    """The model card of a built-in model (what it was trained on, how it scores in and out of its
+    domain, where not to trust it)."""
+    import json
+
+    path = BUILTIN_DIR / f"{name}.card.json"
+    if not path.is_file():
+        shipped = ", ".join(builtin_models()) or "none"
+        raise UsageError(f"no built-in model named {name!r} (built-in models: {shipped})")
+    return json.loads(path.read_text())
+
+
+def _fmt(metric: dict) -> str:
+    return f"{metric['value']:.4f} [{metric['ci_low']:.4f}, {metric['ci_high']:.4f}]"
+
+
+def render_card(card: dict) -> str:
+    """A model card as Markdown."""
+    td, sp = card["training_data"], card["split"]
+    lines = [
+        f"# Model card: {card['name']} (built in)\n",
+        f"{card['description']}. File `crackbench/models/{card['file']}` ({card['file_bytes'] / 2**20:.2f} MiB, "
+        f"sha256 `{card['file_sha256'][:16]}`), built with crackbench {card['crackbench_version']} on "
+        f"{card['built']} ({card['hardware']}) by\n\n    {card['command']}\n",
+        "## Training data and split\n",
+        f"- `{td['name']}`: {td['n_images']:,} images used, dataset sha256 `{td['dataset_sha256'][:16]}`; "
+        f"{td['not_used']} files of the folder not used (unreadable or unlabelled: `crackbench data audit` "
+        f"lists them).",
+        f"- Split seed {sp['seed']}, validation {sp['val']:.0%}, test {sp['test']:.0%}, exact duplicates kept in "
+        f"one split" + (f", grouped by `{sp['group_by']}`" if sp.get("group_by") else "") + "; counts: "
+        + "; ".join(f"{s} " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in sp["counts"].items()) + ".",
+        f"- Hyper-parameters chosen on the validation split: `{card['params']}`.\n",
+        "## Results\n",
+        "Patches: accuracy and balanced accuracy at P >= 0.5, with 95% bootstrap intervals; nothing was tuned on "
+        "the out-of-domain sets.\n",
+        "| evaluated on | images (cracked) | accuracy | balanced accuracy | ROC-AUC |",
+        "|---|---:|---|---|---|",
+    ]
+    for e in card["evaluations"]:
+        m = e["metrics"]
+        lines.append(f"| {e['name']} | {e['n']:,} ({e['positives']:,}) | {_fmt(m['accuracy'])} | "
+                     f"{_fmt(m['balanced_accuracy'])} | {_fmt(m['roc_auc'])} |")
+    if card.get("scans"):
+        lines += ["", "Whole photographs (`crackbench scan` against pixel crack masks; a tile is cracked when crack "
+                  "pixels cover at least the given share of it):\n",
+                  "| photos | tile / stride | tile ROC-AUC | average precision | balanced accuracy | "
+                  "crack-pixel recall |", "|---|---|---:|---:|---:|---:|"]
+        for sc in card["scans"]:
+            m = sc["metrics"]
+            lines.append(f"| {sc['name']} ({sc['photos']} photos) | {sc['tile']} / {sc['stride']} px, "
+                         f">= {sc['min_crack_fraction']:.1%} | {m['roc_auc']:.4f} | {m['average_precision']:.4f} | "
+                         f"{m['balanced_accuracy']:.4f} | {m['crack_pixel_recall']:.4f} |")
+    lines += ["", "## Where not to trust it\n", *(f"- {line}" for line in card["limits"])]
+    return "\n".join(lines) + "\n"
