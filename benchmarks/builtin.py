@@ -31,8 +31,7 @@ from crackbench.errors import UsageError
 from crackbench.files import atomic_path, write_json
 from crackbench.manifest import make_manifest
 from crackbench.model import iter_image_files, predict_files
-from crackbench.registry import BUILTIN_DIR, DEFAULT_MODEL, TrainOptions, get_kind, load_model, render_card, \
-    train_model
+from crackbench.registry import BUILTIN_DIR, DEFAULT_MODEL, TrainOptions, get_kind, load_model, render_card, train_model
 from crackbench.scan import scan_files
 
 from .harness import _dataset_hash, _environment

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from crackbench.cli import main
-from crackbench.registry import (BUILTIN_DIR, DEFAULT_MODEL, builtin_models, load_model, model_card, render_card,
-                                 resolve_model)
+from crackbench.registry import (
+    BUILTIN_DIR,
+    DEFAULT_MODEL,
+    builtin_models,
+    load_model,
+    model_card,
+    render_card,
+    resolve_model,
+)
 from crackbench.synthetic import make_synthetic_dataset, make_synthetic_photos
 
 
