@@ -47,9 +47,10 @@ from sklearn.metrics import roc_curve
 
 from crackbench import __version__
 from crackbench.dataset import DataError, scan_dataset
+from crackbench.duplicates import DEFAULT_NEAR_DISTANCE
 from crackbench.errors import UsageError
 from crackbench.files import atomic_path, write_json
-from crackbench.manifest import make_manifest, read_manifest, write_manifest
+from crackbench.manifest import duplicate_leaks, make_manifest, read_manifest, write_manifest
 from crackbench.model import ImageModel, binary_classes, manifest_sha256
 from crackbench.registry import ModelKind, TrainOptions, get_kind, load_model, model_kinds, train_model
 from crackbench.scan import MIN_CRACK_FRACTION
@@ -223,7 +224,7 @@ def _run_model(kind: ModelKind, run_dir: Path, manifest: pd.DataFrame, manifest_
 
 
 def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int, group_by: str | None,
-                      progress: bool) -> tuple[Path, dict]:
+                      near_distance: int | None, progress: bool) -> tuple[Path, dict]:
     target = run_dir / "manifest.csv"
     if manifest is not None:
         frame = read_manifest(manifest)
@@ -242,8 +243,8 @@ def _prepare_manifest(run_dir: Path, data, manifest, seed: int, n_synthetic: int
         else:
             source = {"kind": "folder", "path": str(Path(data).resolve())}
         fresh = target.with_name("manifest.new.csv")
-        _, ds = make_manifest(data, fresh, seed=seed, group_by=group_by, n_jobs=-1, progress=progress,
-                              skipped=run_dir / "manifest.skipped.csv")
+        _, ds = make_manifest(data, fresh, seed=seed, group_by=group_by, near_distance=near_distance, n_jobs=-1,
+                              progress=progress, skipped=run_dir / "manifest.skipped.csv")
         source["not_used"] = len(ds.records) - len(ds.used)
     if target.exists() and target.read_bytes() != fresh.read_bytes():
         fresh.unlink()
@@ -405,6 +406,7 @@ def run_benchmark(
     cnn_size: int | None = None,
     n_synthetic: int = 2000,
     group_by: str | None = None,
+    near_distance: int | None = DEFAULT_NEAR_DISTANCE,
     scan_data=None,
     scan_tile: int = 227,
     progress: bool = True,
@@ -433,7 +435,8 @@ def run_benchmark(
     options = TrainOptions(seed=seed, n_jobs=n_jobs, cache_dir=run_dir / "feature-cache", epochs=epochs,
                            image_size=cnn_size, progress=progress)
     wall = time.perf_counter()
-    manifest_path, source = _prepare_manifest(run_dir, data, manifest, seed, n_synthetic, group_by, progress)
+    manifest_path, source = _prepare_manifest(run_dir, data, manifest, seed, n_synthetic, group_by, near_distance,
+                                              progress)
     frame = read_manifest(manifest_path)
     binary_classes(frame["label"])  # fail early on a dataset that is not binary
     cross = None
@@ -450,6 +453,8 @@ def run_benchmark(
                     "scan_tile": scan_tile},
         "dataset": {**source, "manifest": "manifest.csv", "manifest_sha256": manifest_sha256(frame),
                     "dataset_sha256": _dataset_hash(frame), "n_images": len(frame),
+                    "group_by": group_by, "near_distance": near_distance,
+                    "leaks": duplicate_leaks(frame, DEFAULT_NEAR_DISTANCE if near_distance is None else near_distance),
                     "splits": {s: {lab: int(n) for lab, n in g["label"].value_counts().sort_index().items()}
                                for s, g in frame.groupby("split")}},
         "test_data": None if cross is None else {

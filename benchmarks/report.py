@@ -144,6 +144,19 @@ def markdown_table(results: dict, part: str = "test") -> str:
     return _md(_scan_table(results) if part == "scan" else _model_table(results, part))
 
 
+def _leak_text(ds: dict) -> str:
+    leaks = ds.get("leaks")
+    if not leaks:
+        return ""
+    t = leaks["test"]
+    near = ("near duplicates not checked (the manifest has no image hashes)" if t["near"] is None else
+            f"{t['near']} have a near duplicate there (difference hash within {leaks['near_distance']} of 256 bits)")
+    kept = ("near duplicates were kept in one split" if ds.get("near_distance") is not None
+            else "near duplicates were not grouped (--near-distance off)")
+    return (f" Of the {t['images']} test images, {t['exact']} have an exact copy in train and {near}; {kept}, "
+            f"exact copies always are.")
+
+
 def _texts(results: dict) -> dict[str, str]:
     """The sentences both reports print, every constant from ``results``."""
     run, proto = results["run"], results["protocol"]
@@ -153,7 +166,7 @@ def _texts(results: dict) -> dict[str, str]:
                     f"{ds['n_images']} images, dataset sha256 `{ds['dataset_sha256'][:16]}`, "
                     f"manifest sha256 `{ds['manifest_sha256'][:16]}`, seed {run['command']['seed']}."),
         "splits": "Splits: " + "; ".join(f"{s} " + ", ".join(f"{k} {v}" for k, v in c.items())
-                                         for s, c in ds["splits"].items()) + ".",
+                                         for s, c in ds["splits"].items()) + "." + _leak_text(ds),
         "protocol": (f"Accuracy with a 95% bootstrap interval ({proto['bootstrap_resamples']:,} resamples of the "
                      f"test images); a model predicts the positive class at P >= {proto['threshold']}. Latency: "
                      f"one file -> label, decode included, median over {proto['latency_images']} images after "
@@ -385,14 +398,21 @@ def write_reports(run_dir: str | os.PathLike, results: dict | None = None) -> No
         tmp.write_text(_html(run_dir, results, figs))
 
 
+def _sameness(a: dict, b: dict) -> str:
+    if a["dataset_sha256"] != b["dataset_sha256"]:
+        return "different datasets (dataset sha256 differs)"
+    if a["manifest_sha256"] != b["manifest_sha256"]:
+        return "same images, different split (manifest sha256 differs): the test images differ"
+    return "same images, same split"
+
+
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> str:
     """Markdown table of the differences between two runs' results.json, model by model."""
     a, b = load_results(run_a), load_results(run_b)
     ma = {m["name"]: m for m in a["models"]}
     mb = {m["name"]: m for m in b["models"]}
     lines = [f"A = {run_a}, B = {run_b}",
-             "same test images" if a["run"]["dataset"]["dataset_sha256"] == b["run"]["dataset"]["dataset_sha256"]
-             else "different datasets (dataset sha256 differs)", "",
+             _sameness(a["run"]["dataset"], b["run"]["dataset"]), "",
              "| model | accuracy A | accuracy B | B - A | F1 A | F1 B | latency p50 A (ms) | latency p50 B (ms) "
              "| train A (s) | train B (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in [n for n in ma if n in mb] + [n for n in mb if n not in ma] + [n for n in ma if n not in mb]:

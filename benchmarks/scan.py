@@ -11,15 +11,14 @@ and stride (113):
 
 Each row reports the median of ``--repeat`` runs (the naive path runs once), seconds per megapixel,
 and the ratio naive / scan; both paths give the same probabilities (checked). With ``--peak-mp``, a
-child process scans a generated photo of that many megapixels and reports its peak resident memory
-above what the loaded model alone takes.
+child process per model scans a generated photo of that many megapixels (written once, beforehand)
+and reports its peak resident memory above what it held with the model loaded and warmed up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,23 +48,31 @@ def _naive(model, path: str, tile: int = 227, stride: int = 113) -> np.ndarray:
     return np.array([model.predict_proba([image[y:y + tile, x:x + tile].copy()])[0, 1] for y in ys for x in xs])
 
 
-def _peak(model_file: str, megapixels: float) -> dict:
-    """Run in a child process: peak RSS of one scan above the RSS after loading the model."""
-    model = load_model(model_file)
-    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
-    height = round(width * 3 / 4)
-    photo, _ = synthetic_photo(0, width, height)
-    path = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo.jpg"
-    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    del photo
-    scan_image(model, read_image(path)[:300, :300])  # warm-up: JIT, thread pools
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def _status_kib(key: str) -> int:
     with open("/proc/self/status") as f:
-        current = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    scan_image(model, path)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"width": width, "height": height, "rss_before_mib": current / 1024,
-            "peak_above_mib": (max(after, before) - current) / 1024}
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+def _peak(model_file: str, photo: str) -> dict:
+    """Run in a child process: peak RSS while scanning ``photo`` above the RSS with the model loaded
+    and warmed up. The kernel's high-water mark (VmHWM) is reset just before the scan (Linux
+    ``clear_refs``): ``ru_maxrss`` would carry the parent's peak across the fork."""
+    model = load_model(model_file)
+    scan_image(model, synthetic_photo(0, 300, 300)[0])  # warm-up: JIT, thread pools
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    current = _status_kib("VmRSS")
+    result = scan_image(model, photo)
+    return {"width": result.width, "height": result.height, "rss_before_mib": current / 1024,
+            "peak_above_mib": (_status_kib("VmHWM") - current) / 1024}
+
+
+def _write_photo(megapixels: float) -> Path:
+    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
+    photo, _ = synthetic_photo(0, width, round(width * 3 / 4))
+    path = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / f"photo-{photo.shape[1]}x{photo.shape[0]}.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
 
 
 def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | None) -> dict:
@@ -78,7 +85,7 @@ def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | N
         source = str(photo)
     h, w = read_image(photo, mode="gray").shape
     mp = w * h / 1e6
-    rows = []
+    rows, big = [], None
     for file in _model_files(targets):
         model = load_model(file)
         name = model.metadata.get("name", file.stem)
@@ -97,8 +104,9 @@ def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | N
         row = {"model": name, "tiles": int(result.probabilities.size), "scan_s": scan_s, "naive_s": naive_s,
                "scan_s_per_mp": scan_s / mp, "ratio": naive_s / scan_s, "max_abs_difference": diff}
         if peak_mp:
+            big = big or _write_photo(peak_mp)
             child = subprocess.run([sys.executable, "-m", "crackbench.benchmarks.scan", "--peak-child", str(file),
-                                    "--peak-mp", str(peak_mp)], capture_output=True, text=True)
+                                    "--photo", str(big)], capture_output=True, text=True)
             row["peak"] = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else {
                 "error": child.stderr[-500:]}
         rows.append(row)
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.peak_child:
-        print(json.dumps(_peak(args.peak_child, args.peak_mp)))
+        print(json.dumps(_peak(args.peak_child, str(args.photo))))
         return 0
     if not args.targets:
         parser.error("give model files or benchmark run folders")

@@ -40,6 +40,7 @@ def cmd_data_audit(args) -> int:
     ds = scan_dataset(args.source, max_pixels=args.max_pixels, strict=args.strict, n_jobs=args.jobs)
     summary = ds.summary()
     dups = ds.duplicate_groups()
+    near = ds.near_duplicate_groups(args.near_distance) if args.near_distance is not None else []
     conflicts = ds.label_conflicts()
     not_used = [r for r in ds.records if r.status != "used"]
     payload = {
@@ -47,6 +48,9 @@ def cmd_data_audit(args) -> int:
         "not_used": [{"path": r.rel, "status": r.status, "reason": r.reason, "detail": r.detail}
                      for r in not_used],
         "duplicate_group_list": [[r.rel for r in g] for g in dups],
+        "near_distance": args.near_distance,
+        "near_duplicate_groups": len(near), "near_duplicate_files": sum(len(g) for g in near),
+        "near_duplicate_group_list": [[r.rel for r in g] for g in near],
         "label_conflict_list": [[f"{r.rel} ({r.label})" for r in g] for g in conflicts],
     }
 
@@ -65,6 +69,9 @@ def cmd_data_audit(args) -> int:
               + (f", ... {len(sizes) - 8} more" if len(sizes) > 8 else ""))
         print(f"exact duplicates  {summary['duplicate_groups']} groups, {summary['duplicate_files']} files "
               f"({summary['redundant_copies']} redundant copies)")
+        if args.near_distance is not None:
+            print(f"near duplicates   {len(near)} groups, {sum(len(g) for g in near)} files (difference hashes at "
+                  f"most {args.near_distance} of 256 bits apart; largest group {max(map(len, near), default=0)})")
         print(f"label conflicts   {summary['label_conflicts']}")
         for g in conflicts:
             print("  conflict: " + ", ".join(f"{r.rel} ({r.label})" for r in g))
@@ -73,6 +80,11 @@ def cmd_data_audit(args) -> int:
             print("  duplicates: " + ", ".join(r.rel for r in g))
         if len(shown) < len(dups):
             print(f"  ... {len(dups) - len(shown)} more groups (--all lists them, --json gives everything)")
+        shown = near if args.all else near[:10]
+        for g in shown:
+            print("  near duplicates: " + ", ".join(r.rel for r in g))
+        if len(shown) < len(near):
+            print(f"  ... {len(near) - len(shown)} more near-duplicate groups (--all lists them)")
         if not_used:
             print()
             _print_table([{"status": r.status, "reason": r.reason, "path": r.rel, "detail": r.detail}
@@ -89,8 +101,8 @@ def cmd_data_split(args) -> int:
     _check_writable(out)
     side = out.with_name(out.stem + ".skipped.csv")
     frame, ds = make_manifest(args.source, out, seed=args.seed, val=args.val, test=args.test,
-                              group_by=args.group_by, max_pixels=args.max_pixels, strict=args.strict,
-                              n_jobs=args.jobs)
+                              group_by=args.group_by, near_distance=args.near_distance,
+                              max_pixels=args.max_pixels, strict=args.strict, n_jobs=args.jobs)
     n_not_used = len(ds.records) - len(ds.used)
     counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0)
     counts = counts.reindex(["train", "val", "test"], fill_value=0)
@@ -106,7 +118,9 @@ def cmd_data_split(args) -> int:
 
     def text():
         _print_table(rows, ["split", *map(str, counts.columns), "total"])
-        print(f"groups {payload['groups']} (exact duplicates and --group-by groups never straddle splits)")
+        near = (f"near duplicates (<= {args.near_distance} bits), " if args.near_distance is not None
+                else "")
+        print(f"groups {payload['groups']} (exact duplicates, {near}and --group-by groups never straddle splits)")
         if payload["group_by_unmatched"]:
             print(f"warning: {payload['group_by_unmatched']} file names did not match --group-by; "
                   f"each is its own group")
@@ -362,7 +376,7 @@ def cmd_benchmark(args) -> int:
     results = run_benchmark(out, data=args.data, manifest=args.manifest, models=models, test_data=args.test_data,
                             seed=args.seed, force=args.force, n_jobs=args.jobs, epochs=args.epochs,
                             cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=args.group_by,
-                            scan_data=args.scan_data, scan_tile=args.scan_tile)
+                            near_distance=args.near_distance, scan_data=args.scan_data, scan_tile=args.scan_tile)
     write_reports(out, results)
     print(markdown_table(results, "test"))
     if args.test_data:
@@ -430,6 +444,26 @@ def _fraction(text: str) -> float:
     return _number(text, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
 
 
+def _near(text: str) -> int | None:
+    if text == "off":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"expected a number of bits from 0 to 256, or off; got {text!r}")
+    return value
+
+
+def _add_near_option(p: argparse.ArgumentParser) -> None:
+    from .duplicates import DEFAULT_NEAR_DISTANCE
+
+    p.add_argument("--near-distance", type=_near, default=DEFAULT_NEAR_DISTANCE, metavar="BITS|off",
+                   help="images whose 256-bit difference hashes differ in at most BITS bits are near duplicates "
+                   "and share a split; off: exact duplicates only (default %(default)s)")
+
+
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
     from .imageio import DEFAULT_MAX_PIXELS
 
@@ -458,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="dataset folder (one sub-folder per class) or CSV with path,label")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="list every duplicate group")
+    _add_near_option(p)
     _add_scan_options(p)
     p.set_defaults(func=cmd_data_audit)
 
@@ -470,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-by", metavar="REGEX", help="regular expression on the file name giving a group "
                    "id; a group never straddles splits (SDNET2018: '^([^-]+)-')")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_near_option(p)
     _add_scan_options(p)
     p.set_defaults(func=cmd_data_split)
 
@@ -539,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split, training and bootstrap seed (default %(default)s)")
     p.add_argument("--test-data", help="second dataset evaluated in full (cross-dataset table)")
     p.add_argument("--group-by", metavar="REGEX", help="group regex for the split, as in `data split`")
+    _add_near_option(p)
     p.add_argument("--scan-data", metavar="DIR", help="folder with images/ (whole photos) and masks/ (crack masks, "
                    "white = crack, named like the photos): every model scans them (default run: generated photos)")
     p.add_argument("--scan-tile", type=_int_at_least(16), default=227, help="tile side for --scan-data "

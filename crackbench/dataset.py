@@ -36,6 +36,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from .duplicates import DEFAULT_NEAR_DISTANCE, image_hash, near_components
 from .errors import CrackbenchError
 from .files import atomic_path, exit_with_parent
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, decode_image, read_bytes
@@ -60,6 +61,7 @@ class FileRecord:
     sha256: str = ""
     height: int = 0
     width: int = 0
+    phash: str = ""  # 256-bit difference hash of the grey image (crackbench.duplicates), 64 hex digits
 
 
 @dataclass
@@ -84,6 +86,16 @@ class Dataset:
         for rec in self.used:
             groups[rec.sha256].append(rec)
         return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0].rel)
+
+    def near_duplicate_groups(self, max_distance: int = DEFAULT_NEAR_DISTANCE) -> list[list[FileRecord]]:
+        """Groups (size >= 2) of used files joined by difference hashes at most ``max_distance``
+        bits apart (:mod:`crackbench.duplicates`), chains included, with at least two different
+        files' bytes (groups of exact copies alone are :meth:`duplicate_groups`); sorted by first path."""
+        used = sorted(self.used, key=lambda r: r.rel)
+        groups: dict[int, list[FileRecord]] = defaultdict(list)
+        for component, rec in zip(near_components([r.phash for r in used], max_distance), used, strict=True):
+            groups[component].append(rec)
+        return [g for g in groups.values() if len({r.sha256 for r in g}) > 1]
 
     def label_conflicts(self) -> list[list[FileRecord]]:
         """Duplicate groups whose members carry more than one label."""
@@ -282,7 +294,8 @@ def _inspect(root: str, rel: str, label: str, max_pixels: int) -> FileRecord:
         img = decode_image(data, mode="gray", max_pixels=max_pixels, name=path)
     except ImageError as exc:
         return FileRecord(rel, path, label, "skipped", exc.reason, exc.detail, sha256=sha)
-    return FileRecord(rel, path, label, "used", sha256=sha, height=img.shape[0], width=img.shape[1])
+    return FileRecord(rel, path, label, "used", sha256=sha, height=img.shape[0], width=img.shape[1],
+                      phash=image_hash(img))
 
 
 def _inspect_chunk(root, items, max_pixels):

@@ -1,6 +1,6 @@
 """The split manifest: the one place where data is split.
 
-A manifest is a CSV with columns ``path,label,split,sha256,group``, one row per used image,
+A manifest is a CSV with columns ``path,label,split,sha256,group,phash``, one row per used image,
 sorted by ``path``. ``path`` is relative to the manifest file's own folder (POSIX separators),
 so a manifest and its data can move together. Every later stage (features, pipelines, CNN,
 benchmark) reads a manifest; nothing else splits data.
@@ -9,6 +9,8 @@ Rules of :func:`split_dataset`:
 
 * stratified: each label is divided in the asked proportions (default 70/15/15);
 * exact duplicates (same sha256) always share a split, even across labels;
+* near duplicates (difference hashes at most ``near_distance`` bits apart, see
+  :mod:`crackbench.duplicates`; chains included) share a split too, unless ``near_distance`` is None;
 * with ``group_by``, a regular expression applied to the file name gives a group id
   (``r"^([^-]+)-"`` for SDNET2018's ``<photo>-<patch>.jpg``): a whole group lands in one split;
   groups joined by a duplicate are merged;
@@ -27,12 +29,13 @@ import numpy as np
 import pandas as pd
 
 from .dataset import DataError, Dataset, scan_dataset
+from .duplicates import DEFAULT_NEAR_DISTANCE, near_components, nearest_distance
 from .files import atomic_path
 from .imageio import DEFAULT_MAX_PIXELS
 
-__all__ = ["COLUMNS", "SPLITS", "read_manifest", "split_dataset", "write_manifest"]
+__all__ = ["COLUMNS", "SPLITS", "duplicate_leaks", "read_manifest", "split_dataset", "write_manifest"]
 
-COLUMNS = ["path", "label", "split", "sha256", "group"]
+COLUMNS = ["path", "label", "split", "sha256", "group", "phash"]
 SPLITS = ("train", "val", "test")
 
 
@@ -56,8 +59,20 @@ class _Groups:
             self.parent[hi] = lo
 
 
-def _group_keys(rels: list[str], shas: list[str], group_by: str | None) -> tuple[list[str], int]:
+def _group_keys(rels: list[str], shas: list[str], phashes: list[str], group_by: str | None,
+                near_distance: int | None) -> tuple[list[str], int]:
     """Group key per file and the number of files the pattern did not match."""
+    keys, unmatched = _pattern_keys(rels, shas, group_by)
+    if near_distance is None:
+        return keys, unmatched
+    groups = _Groups()
+    first_in_component: dict[int, str] = {}
+    for key, component in zip(keys, near_components(phashes, near_distance), strict=True):
+        groups.union(key, first_in_component.setdefault(int(component), key))
+    return [groups.find(k) for k in keys], unmatched
+
+
+def _pattern_keys(rels: list[str], shas: list[str], group_by: str | None) -> tuple[list[str], int]:
     if group_by is None:
         return [f"sha:{s[:16]}" for s in shas], 0
     try:
@@ -86,6 +101,7 @@ def split_dataset(
     test: float = 0.15,
     seed: int = 0,
     group_by: str | None = None,
+    near_distance: int | None = DEFAULT_NEAR_DISTANCE,
 ) -> pd.DataFrame:
     """Assign every used image of ``dataset`` to train/val/test; see the module docstring.
 
@@ -104,7 +120,8 @@ def split_dataset(
     rels = [r.rel for r in used]
     labels = [r.label for r in used]
     shas = [r.sha256 for r in used]
-    keys, unmatched = _group_keys(rels, shas, group_by)
+    phashes = [r.phash for r in used]
+    keys, unmatched = _group_keys(rels, shas, phashes, group_by, near_distance)
 
     label_names = sorted(set(labels))
     lab_index = {lab: i for i, lab in enumerate(label_names)}
@@ -138,8 +155,10 @@ def split_dataset(
         "split": [assignment[k] for k in keys],
         "sha256": shas,
         "group": keys,
+        "phash": phashes,
     })
     frame.attrs["unmatched"] = unmatched
+    frame.attrs["near_distance"] = near_distance
     return frame
 
 
@@ -162,6 +181,8 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "phash" not in frame.columns:  # written before crackbench 0.5
+        frame["phash"] = ""
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: not a crackbench manifest, missing columns {missing}")
@@ -182,6 +203,7 @@ def make_manifest(
     val: float = 0.15,
     test: float = 0.15,
     group_by: str | None = None,
+    near_distance: int | None = DEFAULT_NEAR_DISTANCE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     strict: bool = False,
     n_jobs: int = -1,
@@ -192,7 +214,23 @@ def make_manifest(
     ``skipped`` (default ``<out stem>.skipped.csv``): what ``crackbench data split``, ``train
     --data`` and ``benchmark --data`` all do. Returns the split frame and the scanned dataset."""
     dataset = scan_dataset(source, max_pixels=max_pixels, strict=strict, n_jobs=n_jobs, progress=progress)
-    frame = split_dataset(dataset, val=val, test=test, seed=seed, group_by=group_by)
+    frame = split_dataset(dataset, val=val, test=test, seed=seed, group_by=group_by, near_distance=near_distance)
     out = write_manifest(frame, out)
     dataset.write_not_used(skipped if skipped is not None else out.with_name(out.stem + ".skipped.csv"))
     return frame, dataset
+
+
+def duplicate_leaks(frame: pd.DataFrame, near_distance: int = DEFAULT_NEAR_DISTANCE) -> dict:
+    """How many ``val``/``test`` images of a split have an exact copy (same sha256) or a near
+    duplicate (difference hash at most ``near_distance`` bits away) in ``train``: free points for
+    a model that memorised its training set. ``None`` counts where the manifest has no hashes."""
+    train = frame[frame["split"] == "train"]
+    out = {"near_distance": near_distance}
+    hashed = bool((frame["phash"] != "").all())
+    for split in ("val", "test"):
+        part = frame[frame["split"] == split]
+        exact = part["sha256"].isin(set(train["sha256"]))
+        near = (nearest_distance(list(part["phash"]), list(train["phash"])) <= near_distance) if hashed else None
+        out[split] = {"images": len(part), "exact": int(exact.sum()),
+                      "near": None if near is None else int((near & ~exact.to_numpy()).sum())}
+    return out

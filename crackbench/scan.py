@@ -97,10 +97,12 @@ class ScanResult:
         mean = mean[:max(h, 1), :max(w, 1)]  # drop padding added to a photo smaller than a tile
         return cv2.resize(mean, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
 
-    def overlay(self, image: np.ndarray, *, max_side: int = 1600, alpha: float = 0.45) -> np.ndarray:
+    def overlay(self, image: np.ndarray, *, mask: np.ndarray | None = None, max_side: int = 1600,
+                alpha: float = 0.45) -> np.ndarray:
         """The photo (RGB or grey uint8, original size), downsized so its longer side is at most
         ``max_side``, under a translucent probability heatmap; every tile at or above the threshold
-        is outlined thinly and the area they cover together boldly. Returns RGB uint8."""
+        is outlined thinly and the area they cover together boldly. With ``mask`` (bool, photo
+        size), the true crack pixels are drawn in green on top. Returns RGB uint8."""
         rgb = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         f = min(1.0, max_side / max(self.width, self.height))
         size = (max(1, round(self.width * f)), max(1, round(self.height * f)))
@@ -120,6 +122,8 @@ class ScanResult:
         out = cv2.addWeighted(out, 0.5, edges, 0.5, 0)  # every flagged tile, thin and translucent ...
         contours, _ = cv2.findContours(flagged, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, (255, 0, 0), max(2, round(3 * max(out.shape) / 1600)))  # ... their union
+        if mask is not None:
+            out[cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0] = (0, 255, 0)
         return out
 
 
@@ -322,11 +326,22 @@ def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, 
             continue
         tiles = result.tiles
         seconds = time.perf_counter() - start
+        mask, entry = None, None
+        if masks is not None:
+            mask_path = _find_mask(masks, stem)
+            entry = {"photo": path, "mask": mask_path or "", "error": "", "detail": ""}
+            if mask_path is None:
+                entry.update(error="no-mask", detail=f"no mask named {stem}.* in {masks}")
+            else:
+                try:
+                    mask = read_mask(mask_path, (result.height, result.width))
+                except ImageError as exc:
+                    entry.update(error=exc.reason, detail=exc.detail)
         base = os.path.join(out, unique)
         with atomic_path(base + ".tiles.csv") as tmp:
             tiles.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
         with atomic_path(base + ".overlay.jpg") as tmp:
-            cv2.imwrite(str(tmp), cv2.cvtColor(result.overlay(image), cv2.COLOR_RGB2BGR),
+            cv2.imwrite(str(tmp), cv2.cvtColor(result.overlay(image, mask=mask), cv2.COLOR_RGB2BGR),
                         [cv2.IMWRITE_JPEG_QUALITY, 90])
         with atomic_path(base + ".heatmap.png") as tmp:
             cv2.imwrite(str(tmp), np.clip(np.round(result.probability_map() * 255), 0, 255).astype(np.uint8))
@@ -337,17 +352,9 @@ def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, 
                    max_probability=round(float(tiles["probability"].max()), 6), seconds=round(seconds, 3),
                    notes="; ".join(result.notes))
         rows.append(row)
-        if masks is not None:
-            mask_path = _find_mask(masks, stem)
-            entry = {"photo": path, "mask": mask_path or "", "error": "", "detail": ""}
-            if mask_path is None:
-                evaluation.append({**entry, "error": "no-mask", "detail": f"no mask named {stem}.* in {masks}"})
-                continue
-            try:
-                mask = read_mask(mask_path, (result.height, result.width))
-            except ImageError as exc:
-                evaluation.append({**entry, "error": exc.reason, "detail": exc.detail})
-                continue
+        if entry is not None and mask is None:
+            evaluation.append(entry)
+        elif entry is not None:
             truth = (tile_crack_fraction(result, mask) >= min_crack_fraction).astype(int)
             inside, total = crack_pixels_flagged(result, mask)
             evaluation.append({**entry, **tile_metrics(truth, tiles["probability"], threshold),

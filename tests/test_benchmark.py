@@ -55,6 +55,9 @@ def test_every_output_exists_and_parses(run):
     assert sum(f"| {m} |" in test_table for m in MODELS) == 3 and test_table.count("**best**") == 1
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 6 and "Pareto" in page and "misclassified" in page
+    leaks = saved["run"]["dataset"]["leaks"]  # the default split keeps near duplicates out of train
+    assert leaks["test"] == {"images": 90, "exact": 0, "near": 0} and leaks["near_distance"] == 48
+    assert "Of the 90 test images, 0 have an exact copy in train and 0 have a near duplicate there" in report
 
 
 @pytest.mark.slow
@@ -83,7 +86,8 @@ def test_rerun_skips_finished_models_and_report_regenerates(run, synth_dir, cros
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.md").is_file()
     assert main(["report", "compare", str(out), str(out)]) == 0
-    assert "+0.0000" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "+0.0000" in printed and "same images, same split" in printed
     assert compare_runs(out, out).count("| lbp-svm |") == 1
 
 

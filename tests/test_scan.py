@@ -77,6 +77,10 @@ def test_a_drawn_crack_lights_up_the_tiles_it_crosses_and_no_others():
     overlay = result.overlay(np.dstack([_photo()] * 3), max_side=500)
     assert overlay.shape == (350, 500, 3) and overlay.dtype == np.uint8
     assert (overlay[:, :, 0] == 255).any()  # red outlines of flagged tiles
+    mask = np.zeros((700, 1000), bool)
+    mask[500, 100:900] = True  # a 1-px crack line survives the downsizing
+    green = result.overlay(np.dstack([_photo()] * 3), mask=mask, max_side=500)
+    assert (green[250] == (0, 255, 0)).all(axis=1).sum() >= 390 and not (overlay == (0, 255, 0)).all(axis=2).any()
 
 
 def test_same_probabilities_as_predicting_each_tile_alone_rgb_and_gray():
