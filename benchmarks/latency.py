@@ -37,8 +37,9 @@ __all__ = ["main", "run"]
 def _model_files(targets: list[Path]) -> list[Path]:
     files = []
     for target in targets:
-        if target.is_dir():
-            files += sorted(p for p in target.glob("models/*/model.*") if p.suffix in FILE_FORMATS)
+        if target.is_dir():  # a run folder, or one model's folder in it
+            found = sorted(target.glob("models/*/model.*")) or sorted(target.glob("model.*"))
+            files += [p for p in found if p.suffix in FILE_FORMATS]
         elif target.is_file():
             files.append(target)
         else:

@@ -64,21 +64,48 @@ def _fmt_ci(metric: dict, digits: int = 4) -> str:
 
 
 # A table is (header, alignments, rows, index of the best row or None): rendered to Markdown and HTML alike.
+#: A set whose positive share is further than this from one half is ranked by balanced accuracy.
+IMBALANCE = 0.05
+
+
+def class_balance(m: dict, part: str) -> tuple[float, float]:
+    """(positive share, majority-class rate) of a model's ``part`` set, from its confusion matrix."""
+    (tn, fp), (fn, tp) = m[part]["confusion"]
+    n = tn + fp + fn + tp
+    pos = (fn + tp) / n if n else 0.5
+    return pos, max(pos, 1 - pos)
+
+
 def _model_table(results: dict, part: str):
     models = [m for m in results["models"] if part in m]
-    models = sorted(models, key=lambda m: (-m[part]["metrics"]["accuracy"]["value"],
-                                           -m[part]["metrics"]["f1"]["value"]))
-    header = ["", "model", "accuracy [95% CI]", "F1", "MCC", "ROC-AUC", "latency p50 (ms)", "throughput (img/s)",
-              "train (s)", "size (MiB)", "device"]
-    align = ["l", "l", "l", "l", "l", "l", "r", "r", "r", "r", "l"]
+    imbalanced = bool(models) and abs(class_balance(models[0], part)[0] - 0.5) > IMBALANCE
+    key = "balanced_accuracy" if imbalanced else "accuracy"
+    models = sorted(models, key=lambda m: (-m[part]["metrics"][key]["value"], -m[part]["metrics"]["f1"]["value"]))
+    header = ["", "model", "accuracy [95% CI]", "balanced accuracy [95% CI]", "F1", "MCC", "ROC-AUC",
+              "latency p50 (ms)", "throughput (img/s)", "train (s)", "size (MiB)", "device"]
+    align = ["l", "l", "l", "l", "l", "l", "l", "r", "r", "r", "r", "l"]
     rows = []
     for i, m in enumerate(models):
         t = m[part]["metrics"]
-        rows.append(["best" if i == 0 else "", m["name"], _fmt_ci(t["accuracy"]), f"{t['f1']['value']:.4f}",
-                     f"{t['mcc']['value']:.4f}", f"{t['roc_auc']['value']:.4f}", f"{m['latency']['p50_ms']:.2f}",
-                     f"{m['throughput_img_s']:,.0f}", f"{m['timings'].get('train_s', 0):.1f}",
-                     f"{m['model_bytes'] / 2**20:.2f}", m.get("device", "")])
+        majority = class_balance(m, part)[1]
+        mark = " (not above the majority class)" if imbalanced and t["accuracy"]["value"] <= majority else ""
+        rows.append(["best" if i == 0 else "", m["name"], _fmt_ci(t["accuracy"]) + mark,
+                     _fmt_ci(t["balanced_accuracy"]), f"{t['f1']['value']:.4f}", f"{t['mcc']['value']:.4f}",
+                     f"{t['roc_auc']['value']:.4f}", f"{m['latency']['p50_ms']:.2f}", f"{m['throughput_img_s']:,.0f}",
+                     f"{m['timings'].get('train_s', 0):.1f}", f"{m['model_bytes'] / 2**20:.2f}", m.get("device", "")])
     return header, align, rows, 0 if rows else None
+
+
+def ranking_text(results: dict, part: str) -> str:
+    """How the ``part`` table is ranked, and why."""
+    models = [m for m in results["models"] if part in m]
+    if not models:
+        return ""
+    pos, majority = class_balance(models[0], part)
+    if abs(pos - 0.5) > IMBALANCE:
+        return (f"{pos:.0%} of these images are cracked: rows are ranked by balanced accuracy, and plain accuracy "
+                f"that does not beat always answering the majority class ({majority:.4f}) is marked.")
+    return f"{pos:.0%} of these images are cracked (balanced): rows are ranked by accuracy."
 
 
 _SCAN_METRICS = ("roc_auc", "average_precision", "balanced_accuracy", "f1", "crack_pixel_recall")
@@ -139,8 +166,9 @@ def _html_table(table) -> str:
 
 
 def markdown_table(results: dict, part: str = "test") -> str:
-    """One row per model, best marked: ``part`` test or cross (sorted by accuracy, then F1), or scan
-    (the whole-photo scan, sorted by tile ROC-AUC)."""
+    """One row per model, best marked: ``part`` test or cross (sorted by accuracy, or by balanced
+    accuracy when the set's classes are imbalanced), or scan (the whole-photo scan, sorted by tile
+    ROC-AUC)."""
     return _md(_scan_table(results) if part == "scan" else _model_table(results, part))
 
 
@@ -194,9 +222,10 @@ def _texts(results: dict) -> dict[str, str]:
 def _markdown(results: dict) -> str:
     t = _texts(results)
     out = ["# crackbench benchmark report\n", t["dataset"], t["splits"] + "\n", "## Test split (in-dataset)\n",
-           t["protocol"] + "\n", _md(_model_table(results, "test"))]
+           t["protocol"] + " " + ranking_text(results, "test") + "\n", _md(_model_table(results, "test"))]
     if "cross" in t:
-        out += [f"\n## {t['cross_title']}\n", t["cross"] + "\n", _md(_model_table(results, "cross"))]
+        out += [f"\n## {t['cross_title']}\n", t["cross"] + " " + ranking_text(results, "cross") + "\n",
+                _md(_model_table(results, "cross"))]
     if "scan" in t:
         out += ["\n## Whole photographs\n", t["scan"] + "\n", _md(_scan_table(results))]
         first = [m for m in results["models"] if (m.get("scan") or {}).get("overlays")]
@@ -355,12 +384,14 @@ def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
         ".row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}",
         "</style></head><body><h1>crackbench benchmark report</h1>",
         f"<table>{data}</table><p>{html.escape(t['splits'])}</p>",
-        "<h2>Test split</h2>", f"<p>{html.escape(t['protocol'])}</p>", _html_table(_model_table(results, "test")),
+        "<h2>Test split</h2>", f"<p>{html.escape(t['protocol'] + ' ' + ranking_text(results, 'test'))}</p>",
+        _html_table(_model_table(results, "test")),
         "<h2>Accuracy vs latency</h2>", img("accuracy_vs_latency", "accuracy versus latency, Pareto front"),
         "<div class='row'>", img("roc_test", "ROC curves"), "</div>", img("confusion_test", "confusion matrices"),
     ]
     if "cross" in t:
-        parts += [f"<h2>{html.escape(t['cross_title'])}</h2>", f"<p>{html.escape(t['cross'])}</p>",
+        parts += [f"<h2>{html.escape(t['cross_title'])}</h2>",
+                  f"<p>{html.escape(t['cross'] + ' ' + ranking_text(results, 'cross'))}</p>",
                   _html_table(_model_table(results, "cross")), "<div class='row'>",
                   img("roc_cross", "cross-dataset ROC"), "</div>", img("confusion_cross", "cross-dataset confusion")]
     if "scan" in t:
@@ -402,7 +433,7 @@ def _sameness(a: dict, b: dict) -> str:
     if a["dataset_sha256"] != b["dataset_sha256"]:
         return "different datasets (dataset sha256 differs)"
     if a["manifest_sha256"] != b["manifest_sha256"]:
-        return "same images, different split (manifest sha256 differs): the test images differ"
+        return "same images, different manifests (sha256 differs): the splits may differ"
     return "same images, same split"
 
 

@@ -197,7 +197,9 @@ def scan_image(
 
     def score(start: int) -> np.ndarray:
         batch = origins[start:start + batch_size]
-        tiles = [windows[y, x] if scanned.ndim == 2 else np.moveaxis(windows[y, x], 0, -1) for y, x in batch]
+        # one contiguous copy per grey tile, on this batch's thread: every feature set then reads it as is
+        tiles = [np.ascontiguousarray(windows[y, x]) if scanned.ndim == 2 else np.moveaxis(windows[y, x], 0, -1)
+                 for y, x in batch]
         return model.predict_proba(tiles)[:, 1]
 
     workers = min(n_jobs or (joblib.cpu_count() if model.concurrent_batches else 1), len(starts))

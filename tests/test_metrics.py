@@ -62,3 +62,26 @@ def test_evaluate_point_estimates_are_scikit_learns_and_inside_their_intervals()
         assert metric["value"] == pytest.approx(fn(y, p, (p >= 0.5).astype(int)), abs=1e-12)
         assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
     assert evaluate(y, p, n_boot=200, seed=0) == out  # seeded: the same intervals
+
+
+def test_imbalanced_sets_are_ranked_by_balanced_accuracy_and_majority_accuracy_is_marked():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from crackbench.benchmarks.metrics import evaluate
+    from crackbench.benchmarks.report import _model_table, markdown_table, ranking_text
+
+    y = np.array([1] * 17 + [0] * 83)
+    lazy = np.zeros(100)  # always "no crack": 83% accurate, balanced accuracy 0.5
+    useful = np.r_[np.full(15, 0.9), np.full(2, 0.1), np.full(75, 0.1), np.full(8, 0.9)]  # 90% accurate
+    models = []
+    for name, proba in (("lazy", lazy), ("useful", useful)):
+        ev = evaluate(y, proba, n_boot=50)
+        assert ev["metrics"]["balanced_accuracy"]["value"] == pytest.approx(balanced_accuracy_score(y, proba >= 0.5))
+        models.append({"name": name, "cross": ev, "latency": {"p50_ms": 1.0}, "throughput_img_s": 1.0,
+                       "timings": {}, "model_bytes": 1})
+    results = {"models": models}
+    header, _, rows, best = _model_table(results, "cross")
+    assert [r[1] for r in rows] == ["useful", "lazy"] and best == 0
+    assert rows[1][2].endswith("(not above the majority class)") and "majority" not in rows[0][2]
+    assert "17% of these images are cracked: rows are ranked by balanced accuracy" in ranking_text(results, "cross")
+    assert "| **best** | useful |" in markdown_table(results, "cross")
