@@ -81,7 +81,7 @@ def test_imbalanced_sets_are_ranked_by_balanced_accuracy_and_majority_accuracy_i
                        "timings": {}, "model_bytes": 1})
     results = {"models": models}
     header, _, rows, best = _model_table(results, "cross")
-    assert [r[1] for r in rows] == ["useful", "lazy"] and best == 0
+    assert [r[1] for r in rows] == ["useful", "lazy"] and best == 0 and "balanced accuracy [95% CI]" in header
     assert rows[1][2].endswith("(not above the majority class)") and "majority" not in rows[0][2]
     assert "17% of these images are cracked: rows are ranked by balanced accuracy" in ranking_text(results, "cross")
     assert "| **best** | useful |" in markdown_table(results, "cross")
