@@ -18,7 +18,7 @@ import pandas as pd
 from crackbench.dataset import DataError
 from crackbench.files import atomic_path
 
-__all__ = ["compare_runs", "load_results", "markdown_table", "write_reports"]
+__all__ = ["compare_runs", "load_results", "markdown_table", "write_matrix_reports", "write_reports"]
 
 
 def load_results(run_dir: str | os.PathLike) -> dict:
@@ -396,7 +396,8 @@ def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
                   img("roc_cross", "cross-dataset ROC"), "</div>", img("confusion_cross", "cross-dataset confusion")]
     if "scan" in t:
         parts += ["<h2>Whole photographs</h2>", f"<p>{html.escape(t['scan'])}</p>", _html_table(_scan_table(results)),
-                  "<p>Overlays: the photo under each model's probability heatmap, flagged tiles outlined.</p>",
+                  "<p>Overlays: the photo under each model's probability heatmap, flagged tiles outlined in red, the "
+                  "masks' cracks in green.</p>",
                   _overlay_gallery(run_dir, results)]
     for name in (n for n in figs if n.endswith("_training_curves")):
         model = name.removesuffix("_training_curves")
@@ -459,3 +460,112 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike) -> str:
         lines.append(f"| {name} | {acc[0]:.4f} | {acc[1]:.4f} | {acc[1] - acc[0]:+.4f} | {f1[0]:.4f} | {f1[1]:.4f} "
                      f"| {lat[0]:.2f} | {lat[1]:.2f} | {tr[0]:.1f} | {tr[1]:.1f} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- matrix runs
+def _matrix_tables(matrix: dict):
+    cells = matrix["cells"]
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    tests = list(matrix["datasets"])
+    summary = []
+    for name in models:
+        mine = [c for c in cells if c["model"] == name]
+        ind = [c["metrics"]["balanced_accuracy"]["value"] for c in mine if c["in_domain"]]
+        ood = [c["metrics"]["balanced_accuracy"]["value"] for c in mine if not c["in_domain"]]
+        auc = [c["metrics"]["roc_auc"]["value"] for c in mine if not c["in_domain"]]
+        summary.append((name, np.mean(ind) if ind else np.nan, np.mean(ood) if ood else np.nan,
+                        np.nanmean(auc) if auc else np.nan))
+    summary.sort(key=lambda r: -r[2] if r[2] == r[2] else 1.0)
+    head = ["", "model", "in domain: balanced accuracy (mean)", "out of domain: balanced accuracy (mean)",
+            "drop", "out of domain: ROC-AUC (mean)"]
+    rows = [["best" if i == 0 else "", n, f"{a:.4f}", f"{b:.4f}", f"{a - b:+.4f}", f"{c:.4f}"]
+            for i, (n, a, b, c) in enumerate(summary)]
+    tables = {"summary": (head, ["l", "l", "r", "r", "r", "r"], rows, 0 if rows else None)}
+    for name in models:
+        grid = []
+        for t in matrix["train_sets"]:
+            row = [t]
+            for d in tests:
+                c = next((c for c in cells if c["model"] == name and c["train"] == t and c["test"] == d), None)
+                row.append("" if c is None else f"{_fmt_ci(c['metrics']['balanced_accuracy'], 3)} / "
+                           f"{c['metrics']['roc_auc']['value']:.3f}" + (" (in)" if c["in_domain"] else ""))
+            grid.append(row)
+        tables[name] = (["trained on \\ tested on", *tests], ["l"] + ["l"] * len(tests), grid, None)
+    return tables
+
+
+def _matrix_figure(matrix: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = matrix["cells"]
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    tests, trains = list(matrix["datasets"]), matrix["train_sets"]
+    cols = min(4, len(models))
+    rows = int(np.ceil(len(models) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 + 1.1 * len(tests) * cols, 0.9 + 0.8 * len(trains) * rows),
+                             squeeze=False)
+    for ax, name in itertools.zip_longest(axes.ravel(), models):
+        if name is None:
+            ax.axis("off")
+            continue
+        grid = np.full((len(trains), len(tests)), np.nan)
+        for c in cells:
+            if c["model"] == name:
+                grid[trains.index(c["train"]), tests.index(c["test"])] = c["metrics"]["balanced_accuracy"]["value"]
+        ax.imshow(grid, cmap="RdYlGn", vmin=0.5, vmax=1.0)
+        for (i, j), v in np.ndenumerate(grid):
+            if v == v:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(tests)), tests, rotation=30, ha="right", fontsize=7)
+        ax.set_yticks(range(len(trains)), trains, fontsize=7)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("Balanced accuracy: trained on (rows) x tested on (columns); 0.5 is chance")
+    fig.tight_layout()
+    png = _fig_to_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _matrix_text(matrix: dict) -> str:
+    parts = []
+    for name, d in matrix["datasets"].items():
+        parts.append(f"`{name}` ({d['role']}; {d['path']}; " + ", ".join(f"{k} {v}" for k, v in d["images"].items())
+                     + (f"; grouped by `{d['group_by']}`" if d.get("group_by") else "") + ")")
+    return (f"crackbench {matrix['crackbench_version']}, seed {matrix['seed']}. Datasets: " + "; ".join(parts) + ". "
+            "Each cell: balanced accuracy [95% CI] / ROC-AUC on the test split of the column's dataset, for the "
+            "model trained on the row's training set; (in) marks in-domain cells. Balanced accuracy is the mean "
+            "of the recall of each class: 0.5 is chance whatever the class balance.")
+
+
+def write_matrix_reports(out: str | os.PathLike, matrix: dict | None = None) -> None:
+    """matrix.md, matrix.html and figures/matrix.png of a matrix run, from ``matrix.json``."""
+    out = Path(out)
+    if matrix is None:
+        matrix = json.loads((out / "matrix.json").read_text())
+    tables = _matrix_tables(matrix)
+    md = ["# crackbench cross-dataset matrix\n", _matrix_text(matrix) + "\n",
+          "## In domain vs out of domain\n", _md(tables["summary"]), "\n![matrix](figures/matrix.png)\n"]
+    for name, table in tables.items():
+        if name != "summary":
+            md += [f"\n## {name}\n", _md(table)]
+    with atomic_path(out / "matrix.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    png = _matrix_figure(matrix)
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "figures" / "matrix.png").write_bytes(png)
+    page = ["<!doctype html><html><head><meta charset='utf-8'><title>crackbench matrix</title><style>",
+            "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
+            "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
+            "th{background:#f3f3f3;text-align:left}td.num{text-align:right}tr.best{background:#e8f5e9;font-weight:600}"
+            "img{max-width:100%}</style></head><body><h1>crackbench cross-dataset matrix</h1>",
+            f"<p>{html.escape(_matrix_text(matrix))}</p><h2>In domain vs out of domain</h2>",
+            _html_table(tables["summary"]),
+            f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="balanced accuracy matrices">']
+    for name, table in tables.items():
+        if name != "summary":
+            page += [f"<h2>{html.escape(name)}</h2>", _html_table(table)]
+    with atomic_path(out / "matrix.html") as tmp:
+        tmp.write_text("".join(page) + "</body></html>")

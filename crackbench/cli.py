@@ -368,14 +368,21 @@ def cmd_benchmark(args) -> int:
 
     models = None if args.models in (None, "all") else [m.strip() for m in args.models.split(",") if m.strip()]
     select_models(models)  # unknown names or a missing extra: one line, before any work
+    data = args.data or []
+    if len(data) > 1 or args.test_only or args.train:
+        return _benchmark_matrix(args, models)
+    if len(args.group_by or []) > 1:
+        raise UsageError("one --group-by for one dataset; several are for several --data NAME=DIR")
+    data = data[0].partition("=")[2] or data[0] if data else None
+    group_by = args.group_by[0] if args.group_by else None
     out = Path(args.out) if args.out else Path("runs") / (
-        f"{Path(args.data).name if args.data else Path(args.manifest).stem if args.manifest else 'synthetic'}"
+        f"{Path(data).name if data else Path(args.manifest).stem if args.manifest else 'synthetic'}"
         f"-seed{args.seed}")
     _check_writable(out, folder=True)
     start = time.perf_counter()
-    results = run_benchmark(out, data=args.data, manifest=args.manifest, models=models, test_data=args.test_data,
+    results = run_benchmark(out, data=data, manifest=args.manifest, models=models, test_data=args.test_data,
                             seed=args.seed, force=args.force, n_jobs=args.jobs, epochs=args.epochs,
-                            cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=args.group_by,
+                            cnn_size=args.image_size, n_synthetic=args.n_synthetic, group_by=group_by,
                             near_distance=args.near_distance, scan_data=args.scan_data, scan_tile=args.scan_tile)
     write_reports(out, results)
     print(markdown_table(results, "test"))
@@ -385,6 +392,45 @@ def cmd_benchmark(args) -> int:
         print("\nwhole photos:\n" + markdown_table(results, "scan"))
     print(f"\n{len(results['models'])} models; this invocation took {time.perf_counter() - start:.0f} s. "
           f"Reports: {out / 'report.md'}, {out / 'report.html'}")
+    return 0
+
+
+def _benchmark_matrix(args, models) -> int:
+    import time
+
+    from crackbench.benchmarks.matrix import parse_named, run_matrix
+    from crackbench.benchmarks.report import write_matrix_reports
+
+    for option, value in (("--manifest", args.manifest), ("--test-data", args.test_data),
+                          ("--scan-data", args.scan_data)):
+        if value:
+            raise UsageError(f"{option} is for a single-dataset run; with several datasets use --data NAME=DIR "
+                             f"and --test-only NAME=DIR")
+    datasets = parse_named(args.data, "--data")
+    test_only = parse_named(args.test_only, "--test-only")
+    for name, folder in {**datasets, **test_only}.items():
+        if not Path(folder).exists():
+            raise UsageError(f"{name}: {folder}: no such folder or file")
+    group_by = {}
+    for item in args.group_by or []:
+        name, sep, regex = item.partition("=")
+        if sep and name in datasets:
+            group_by[name] = regex
+        elif len(datasets) == 1:
+            group_by[next(iter(datasets))] = item
+        else:
+            raise UsageError(f"--group-by {item!r}: name the dataset it is for, NAME=REGEX "
+                             f"(one of {', '.join(datasets)})")
+    out = Path(args.out) if args.out else Path("runs") / f"matrix-seed{args.seed}"
+    _check_writable(out, folder=True)
+    start = time.perf_counter()
+    matrix = run_matrix(out, datasets, test_only=test_only, train=args.train, group_by=group_by, models=models,
+                        seed=args.seed, near_distance=args.near_distance, n_jobs=args.jobs, epochs=args.epochs,
+                        cnn_size=args.image_size, force=args.force)
+    write_matrix_reports(out, matrix)
+    print((out / "matrix.md").read_text())
+    print(f"this invocation took {time.perf_counter() - start:.0f} s. Reports: {out / 'matrix.md'}, "
+          f"{out / 'matrix.html'}; each training set's full report in {out}/train-<name>/")
     return 0
 
 
@@ -566,15 +612,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="train and evaluate every model on one split; write reports")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", help="dataset folder or CSV (default: generate the synthetic dataset)")
+    src.add_argument("--data", action="append", metavar="[NAME=]DIR", help="dataset folder or CSV (default: "
+                     "generate the synthetic dataset); repeat it for a train x test matrix over several datasets")
     src.add_argument("--manifest", help="split manifest CSV")
+    p.add_argument("--test-only", action="append", metavar="[NAME=]DIR", help="matrix runs: a dataset only "
+                   "tested on (all of it), never trained on; repeatable")
+    p.add_argument("--train", choices=["all"], help="matrix runs: also train on the union of the --data sets")
     p.add_argument("--models", default="all", help="comma-separated names from `crackbench models`, or all "
                    "(default: all)")
     p.add_argument("--out", help="run folder (default runs/<dataset>-seed<seed>); rerunning resumes it")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
                    help="split, training and bootstrap seed (default %(default)s)")
     p.add_argument("--test-data", help="second dataset evaluated in full (cross-dataset table)")
-    p.add_argument("--group-by", metavar="REGEX", help="group regex for the split, as in `data split`")
+    p.add_argument("--group-by", action="append", metavar="[NAME=]REGEX", help="group regex for the split, as in "
+                   "`data split`; in matrix runs NAME=REGEX for the dataset NAME (repeatable)")
     _add_near_option(p)
     p.add_argument("--scan-data", metavar="DIR", help="folder with images/ (whole photos) and masks/ (crack masks, "
                    "white = crack, named like the photos): every model scans them (default run: generated photos)")
