@@ -409,6 +409,7 @@ def run_benchmark(
     near_distance: int | None = DEFAULT_NEAR_DISTANCE,
     scan_data=None,
     scan_tile: int = 227,
+    cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
     """Run the benchmark into ``out``; returns the collected results (also in ``results.json``).
@@ -417,8 +418,9 @@ def run_benchmark(
     synthetic default dataset (``n_synthetic`` images) is generated into the run folder. Without
     ``models``, every model kind whose optional extra is installed runs (one line says which were
     left out). ``scan_data`` (a folder with ``images/`` and ``masks/``) adds a whole-photo scan by
-    every model, with ``scan_tile``-pixel tiles; the default run scans generated photos. The
-    reports are rendered by :func:`crackbench.benchmarks.report.write_reports`.
+    every model, with ``scan_tile``-pixel tiles; the default run scans generated photos. Features
+    are cached in ``cache_dir`` (default: the run folder's ``feature-cache/``). The reports are
+    rendered by :func:`crackbench.benchmarks.report.write_reports`.
     """
     if data is not None and manifest is not None:
         raise UsageError("give --data or --manifest, not both")
@@ -432,8 +434,8 @@ def run_benchmark(
             f.unlink()
         (run_dir / "manifest.csv").unlink(missing_ok=True)
     models = [k.name for k in kinds]
-    options = TrainOptions(seed=seed, n_jobs=n_jobs, cache_dir=run_dir / "feature-cache", epochs=epochs,
-                           image_size=cnn_size, progress=progress)
+    options = TrainOptions(seed=seed, n_jobs=n_jobs, cache_dir=Path(cache_dir or run_dir / "feature-cache"),
+                           epochs=epochs, image_size=cnn_size, progress=progress)
     wall = time.perf_counter()
     manifest_path, source = _prepare_manifest(run_dir, data, manifest, seed, n_synthetic, group_by, near_distance,
                                               progress)

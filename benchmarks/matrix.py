@@ -3,6 +3,7 @@
 A matrix run folder holds::
 
     splits/<name>.csv, splits/<name>.skipped.csv   each dataset's own split (test-only sets: all test)
+    feature-cache/                                  features shared by every training set's models
     train-<name>/                                   a benchmark run (crackbench.benchmarks.harness) on it
     train-all/                                      with ``train="all"``: on the union of the training sets
     train-<name>/models/<model>/matrix-<test>.json  the model scored on another dataset's test split
@@ -15,6 +16,9 @@ is out of domain. Datasets given only for testing are never trained on. Each dat
 own (with its own ``group_by``), so photo-grouped sets keep whole photographs in one split here too.
 Like a single run, a matrix run resumes: finished models and scored cells are reused when their
 inputs are the same.
+
+:func:`run_adapt` draws the labels-needed curve: trained on a source dataset plus N labelled images
+of a target's training split, scored on the target's test split (``adapt-<N>/``, ``adapt.json``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from crackbench.registry import load_model
 from .harness import PROTOCOL, _log, _predict_batched, run_benchmark
 from .metrics import evaluate
 
-__all__ = ["parse_named", "run_matrix"]
+__all__ = ["parse_named", "run_adapt", "run_matrix"]
 
 
 def parse_named(items: list[str] | None, option: str) -> dict[str, str]:
@@ -160,7 +164,7 @@ def run_matrix(
         _log(f"== training set {t} ==")
         run_dir = out / f"train-{t}"
         results = run_benchmark(run_dir, manifest=splits[t], models=models, seed=seed, n_jobs=n_jobs, epochs=epochs,
-                                cnn_size=cnn_size, force=force, progress=progress)
+                                cnn_size=cnn_size, force=force, cache_dir=out / "feature-cache", progress=progress)
         for m in results["models"]:
             for d in [*datasets, *test_only]:
                 if d == t:
@@ -192,3 +196,76 @@ def run_matrix(
     matrix["crackbench_version"], matrix["environment"] = env["crackbench_version"], env["environment"]
     write_json(out / "matrix.json", matrix)
     return matrix
+
+
+def run_adapt(
+    out: str | os.PathLike,
+    source: tuple[str, str],
+    target: tuple[str, str],
+    sizes: list[int],
+    *,
+    group_by: dict[str, str] | None = None,
+    models: list[str] | None = None,
+    seed: int = 0,
+    near_distance: int | None = DEFAULT_NEAR_DISTANCE,
+    n_jobs: int = -1,
+    epochs: int = 30,
+    cnn_size: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
+    """How many labelled images of the user's own data a model needs: for each ``N`` of ``sizes``,
+    every model is trained on the source dataset plus ``N`` labelled images drawn from the target's
+    training split, and scored on the target's test split (and on the source's). The target is
+    split on its own (``group_by`` by name, so photographs stay whole) and its test split is never
+    trained on. The ``N`` images are the first ``N`` of one seeded shuffle of the target's training
+    split, so each size holds the smaller ones. They join the training split only; model selection
+    still uses the source's validation split. Writes and returns ``adapt.json``'s content."""
+    group_by = group_by or {}
+    (src_name, src_dir), (tgt_name, tgt_dir) = source, target
+    if src_name == tgt_name:
+        raise UsageError("--adapt names the source dataset; name the target dataset differently (TARGET=DIR)")
+    sizes = sorted(set(sizes))
+    if not sizes or sizes[0] < 0:
+        raise UsageError(f"--adapt-sizes must be numbers >= 0, got {sizes}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = _split(out, src_name, src_dir, test_only=False, seed=seed, group_by=group_by.get(src_name),
+                 near_distance=near_distance, progress=progress)
+    tgt = _split(out, tgt_name, tgt_dir, test_only=False, seed=seed, group_by=group_by.get(tgt_name),
+                 near_distance=near_distance, progress=progress)
+    source_frame, target_frame = read_manifest(src), read_manifest(tgt)
+    if sorted(set(source_frame["label"])) != sorted(set(target_frame["label"])):
+        raise DataError(f"class names differ: {src_name} {sorted(set(source_frame['label']))}, {tgt_name} "
+                        f"{sorted(set(target_frame['label']))}: name the class folders alike")
+    pool = target_frame[target_frame["split"] == "train"].sort_values("path", kind="stable")
+    pool = pool.iloc[np.random.default_rng(seed).permutation(len(pool))]
+    if sizes[-1] > len(pool):
+        raise UsageError(f"--adapt-sizes {sizes[-1]}: {tgt_name}'s training split holds {len(pool)} images")
+    cells = []
+    for n in sizes:
+        _log(f"== {src_name} + {n} labelled {tgt_name} images ==")
+        added = pool.iloc[:n].assign(group=tgt_name + ":" + pool["group"].iloc[:n])
+        manifest = write_manifest(pd.concat([source_frame.assign(group=src_name + ":" + source_frame["group"]),
+                                             added], ignore_index=True), out / "splits" / f"adapt-{n}.csv")
+        run_dir = out / f"adapt-{n}"
+        results = run_benchmark(run_dir, manifest=manifest, models=models, seed=seed, n_jobs=n_jobs, epochs=epochs,
+                                cnn_size=cnn_size, force=force, cache_dir=out / "feature-cache", progress=progress)
+        for m in results["models"]:
+            cell = _score_cell(run_dir, m["name"], tgt_name, tgt, seed)
+            cells.append({"model": m["name"], "n_target": n, "target_positives_added": int(
+                (added["label"] == m["classes"][1]).sum()), "target": {k: cell[k] for k in (
+                    "n", "positives", "metrics", "confusion")}, "source": {"n": m["test"]["n"],
+                                                                           "metrics": m["test"]["metrics"]}})
+            _log(f"  {m['name']}: {tgt_name} test balanced accuracy "
+                 f"{cell['metrics']['balanced_accuracy']['value']:.3f}")
+    adapt = {"schema": "crackbench-adapt/1", "protocol": PROTOCOL, "seed": seed, "source": {
+        "name": src_name, "path": str(Path(src_dir).resolve()), "split": f"splits/{src_name}.csv",
+        "group_by": group_by.get(src_name)}, "target": {
+        "name": tgt_name, "path": str(Path(tgt_dir).resolve()), "split": f"splits/{tgt_name}.csv",
+        "group_by": group_by.get(tgt_name), "train_pool": len(pool),
+        "test_images": int((target_frame["split"] == "test").sum())}, "sizes": sizes, "cells": cells}
+    env = json.loads((out / f"adapt-{sizes[0]}" / "run.json").read_text())
+    adapt["crackbench_version"], adapt["environment"] = env["crackbench_version"], env["environment"]
+    write_json(out / "adapt.json", adapt)
+    return adapt

@@ -18,7 +18,8 @@ import pandas as pd
 from crackbench.dataset import DataError
 from crackbench.files import atomic_path
 
-__all__ = ["compare_runs", "load_results", "markdown_table", "write_matrix_reports", "write_reports"]
+__all__ = ["compare_runs", "load_results", "markdown_table", "write_adapt_reports", "write_matrix_reports",
+           "write_reports"]
 
 
 def load_results(run_dir: str | os.PathLike) -> dict:
@@ -569,3 +570,87 @@ def write_matrix_reports(out: str | os.PathLike, matrix: dict | None = None) -> 
             page += [f"<h2>{html.escape(name)}</h2>", _html_table(table)]
     with atomic_path(out / "matrix.html") as tmp:
         tmp.write_text("".join(page) + "</body></html>")
+
+
+# ---------------------------------------------------------------- labels-needed curves
+def _adapt_tables(adapt: dict):
+    models = list(dict.fromkeys(c["model"] for c in adapt["cells"]))
+    sizes = adapt["sizes"]
+
+    def grid(part: str, metric: str, digits: int):
+        rows = []
+        for name in models:
+            row = [name]
+            for n in sizes:
+                c = next((c for c in adapt["cells"] if c["model"] == name and c["n_target"] == n), None)
+                row.append("" if c is None else _fmt_ci(c[part]["metrics"][metric], digits))
+            rows.append(row)
+        rows.sort(key=lambda r: -float(r[-1].split()[0]) if r[-1] else 1.0)
+        return ["model", *(f"N = {n}" for n in sizes)], ["l"] + ["l"] * len(sizes), rows, None
+
+    return grid("target", "balanced_accuracy", 3), grid("source", "accuracy", 4)
+
+
+def _adapt_figure(adapt: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(c["model"] for c in adapt["cells"]):
+        mine = sorted((c for c in adapt["cells"] if c["model"] == name), key=lambda c: c["n_target"])
+        x = [c["n_target"] for c in mine]
+        ba = [c["target"]["metrics"]["balanced_accuracy"] for c in mine]
+        line, = ax.plot(x, [b["value"] for b in ba], "o-", label=name)
+        ax.fill_between(x, [b["ci_low"] for b in ba], [b["ci_high"] for b in ba], color=line.get_color(), alpha=0.12)
+    ax.axhline(0.5, ls=":", color="grey", label="chance")
+    ax.set_xlabel(f"labelled {adapt['target']['name']} images added to {adapt['source']['name']}'s training split")
+    ax.set_ylabel(f"balanced accuracy, test split of {adapt['target']['name']}")
+    ax.set_xticks(adapt["sizes"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    png = _fig_to_png(fig)
+    plt.close(fig)
+    return png
+
+
+def _adapt_text(adapt: dict) -> str:
+    s, t = adapt["source"], adapt["target"]
+    return (f"crackbench {adapt['crackbench_version']}, seed {adapt['seed']}. Every model is trained on `{s['name']}` "
+            f"({s['path']}) plus N labelled images drawn from the training split of `{t['name']}` ({t['path']}; "
+            f"split on its own" + (f", grouped by `{t['group_by']}`" if t.get("group_by") else "") + f"; "
+            f"{t['train_pool']} training images to draw from), and scored on the test split of `{t['name']}` "
+            f"({t['test_images']} images, never trained on). Each size holds the smaller ones' images. Cells: "
+            f"balanced accuracy [95% CI]; 0.5 is chance.")
+
+
+def write_adapt_reports(out: str | os.PathLike, adapt: dict | None = None) -> None:
+    """adapt.md, adapt.html and figures/adapt.png of a labels-needed run, from ``adapt.json``."""
+    out = Path(out)
+    if adapt is None:
+        adapt = json.loads((out / "adapt.json").read_text())
+    target, source = _adapt_tables(adapt)
+    png = _adapt_figure(adapt)
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "figures" / "adapt.png").write_bytes(png)
+    name_t, name_s = adapt["target"]["name"], adapt["source"]["name"]
+    md = ["# crackbench: how many labelled images of the target does a model need?\n", _adapt_text(adapt) + "\n",
+          f"## Balanced accuracy on the test split of {name_t}\n", _md(target),
+          "\n![labels-needed curve](figures/adapt.png)\n",
+          f"\n## Accuracy on the test split of {name_s} (in domain)\n", _md(source)]
+    with atomic_path(out / "adapt.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    page = ["<!doctype html><html><head><meta charset='utf-8'><title>crackbench labels needed</title><style>",
+            "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
+            "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
+            "th{background:#f3f3f3;text-align:left}img{max-width:100%}</style></head><body>",
+            "<h1>How many labelled images of the target does a model need?</h1>",
+            f"<p>{html.escape(_adapt_text(adapt))}</p><h2>Balanced accuracy on the test split of "
+            f"{html.escape(name_t)}</h2>",
+            _html_table(target), f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
+            f'alt="balanced accuracy against labelled target images">',
+            f"<h2>Accuracy on the test split of {html.escape(name_s)} (in domain)</h2>", _html_table(source),
+            "</body></html>"]
+    with atomic_path(out / "adapt.html") as tmp:
+        tmp.write_text("".join(page))

@@ -369,6 +369,10 @@ def cmd_benchmark(args) -> int:
     models = None if args.models in (None, "all") else [m.strip() for m in args.models.split(",") if m.strip()]
     select_models(models)  # unknown names or a missing extra: one line, before any work
     data = args.data or []
+    if args.adapt:
+        return _benchmark_adapt(args, models)
+    if args.adapt_sizes:
+        raise UsageError("--adapt-sizes needs --adapt TARGET=DIR")
     if len(data) > 1 or args.test_only or args.train:
         return _benchmark_matrix(args, models)
     if len(args.group_by or []) > 1:
@@ -395,6 +399,60 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def _named_group_by(items: list[str] | None, names: list[str]) -> dict[str, str]:
+    group_by = {}
+    for item in items or []:
+        name, sep, regex = item.partition("=")
+        if sep and name in names:
+            group_by[name] = regex
+        elif len(names) == 1:
+            group_by[names[0]] = item
+        else:
+            raise UsageError(f"--group-by {item!r}: name the dataset it is for, NAME=REGEX (one of {', '.join(names)})")
+    return group_by
+
+
+def _benchmark_adapt(args, models) -> int:
+    import time
+
+    from crackbench.benchmarks.matrix import parse_named, run_adapt
+    from crackbench.benchmarks.report import write_adapt_reports
+
+    for option, value in (("--manifest", args.manifest), ("--test-data", args.test_data), ("--scan-data",
+                          args.scan_data), ("--test-only", args.test_only), ("--train", args.train)):
+        if value:
+            raise UsageError(f"{option} does not go with --adapt")
+    if len(args.data or []) != 1:
+        raise UsageError("--adapt needs exactly one --data: the source dataset the models are trained on")
+    source = next(iter(parse_named(args.data, "--data").items()))
+    target = next(iter(parse_named([args.adapt], "--adapt").items()))
+    for name, folder in (source, target):
+        if not Path(folder).exists():
+            raise UsageError(f"{name}: {folder}: no such folder or file")
+    sizes = args.adapt_sizes or [0, 25, 50, 100, 200]
+    out = Path(args.out) if args.out else Path("runs") / f"adapt-{target[0]}-seed{args.seed}"
+    _check_writable(out, folder=True)
+    start = time.perf_counter()
+    adapt = run_adapt(out, source, target, sizes, group_by=_named_group_by(args.group_by, [source[0], target[0]]),
+                      models=models, seed=args.seed, near_distance=args.near_distance, n_jobs=args.jobs,
+                      epochs=args.epochs, cnn_size=args.image_size, force=args.force)
+    write_adapt_reports(out, adapt)
+    print((out / "adapt.md").read_text())
+    print(f"this invocation took {time.perf_counter() - start:.0f} s. Reports: {out / 'adapt.md'}, "
+          f"{out / 'adapt.html'}")
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0 (e.g. 0,25,50,100,200), got {text!r}")
+    return sizes
+
+
 def _benchmark_matrix(args, models) -> int:
     import time
 
@@ -411,16 +469,7 @@ def _benchmark_matrix(args, models) -> int:
     for name, folder in {**datasets, **test_only}.items():
         if not Path(folder).exists():
             raise UsageError(f"{name}: {folder}: no such folder or file")
-    group_by = {}
-    for item in args.group_by or []:
-        name, sep, regex = item.partition("=")
-        if sep and name in datasets:
-            group_by[name] = regex
-        elif len(datasets) == 1:
-            group_by[next(iter(datasets))] = item
-        else:
-            raise UsageError(f"--group-by {item!r}: name the dataset it is for, NAME=REGEX "
-                             f"(one of {', '.join(datasets)})")
+    group_by = _named_group_by(args.group_by, list(datasets))
     out = Path(args.out) if args.out else Path("runs") / f"matrix-seed{args.seed}"
     _check_writable(out, folder=True)
     start = time.perf_counter()
@@ -618,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-only", action="append", metavar="[NAME=]DIR", help="matrix runs: a dataset only "
                    "tested on (all of it), never trained on; repeatable")
     p.add_argument("--train", choices=["all"], help="matrix runs: also train on the union of the --data sets")
+    p.add_argument("--adapt", metavar="TARGET=DIR", help="labels-needed curve: train on --data plus N labelled "
+                   "images of TARGET's training split, score on TARGET's test split")
+    p.add_argument("--adapt-sizes", type=_sizes, metavar="N,N,...", help="the N of --adapt (default 0,25,50,100,200)")
     p.add_argument("--models", default="all", help="comma-separated names from `crackbench models`, or all "
                    "(default: all)")
     p.add_argument("--out", help="run folder (default runs/<dataset>-seed<seed>); rerunning resumes it")

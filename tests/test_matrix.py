@@ -111,3 +111,31 @@ def test_matrix_from_the_command_line(sets, tmp_path, capsys):
     assert "In domain vs out of domain" in printed and (out / "matrix.html").is_file()
     cells = pd.DataFrame(json.loads((out / "matrix.json").read_text())["cells"])
     assert len(cells) == 2 * 3 and set(cells["train"]) == {"a", "b"}
+
+
+@pytest.mark.slow
+def test_labels_needed_curve_adds_nested_target_images_and_never_trains_on_the_target_test_split(sets, tmp_path,
+                                                                                                 capsys):
+    a, b, _ = sets
+    out = tmp_path / "adapt"
+    assert main(["benchmark", "--data", f"a={a}", "--adapt", f"b={b}", "--adapt-sizes", "0,10,30", "--group-by",
+                 "b=^([^-]+)-", "--models", "edges-svm", "--out", str(out), "--jobs", "1"]) == 0
+    assert "Balanced accuracy on the test split of b" in capsys.readouterr().out
+    adapt = json.loads((out / "adapt.json").read_text())
+    assert adapt["sizes"] == [0, 10, 30] and [c["n_target"] for c in adapt["cells"]] == [0, 10, 30]
+    target_test = set(read_manifest(out / "splits" / "b.csv").query("split == 'test'")["path"])
+    added = {}
+    for n in (0, 10, 30):
+        manifest = read_manifest(out / "splits" / f"adapt-{n}.csv")
+        from_b = manifest[manifest["path"].str.contains("/b/")]
+        assert len(from_b) == n and (from_b["split"] == "train").all() and not set(from_b["path"]) & target_test
+        added[n] = set(from_b["path"])
+        assert (manifest["path"].str.contains("/a/")).sum() == 120  # all of the source, as split on its own
+    assert added[10] < added[30]  # each size holds the smaller one's images
+    cell = adapt["cells"][0]
+    assert cell["target"]["n"] == len(target_test) and 0 <= cell["target"]["metrics"]["balanced_accuracy"]["value"] <= 1
+    assert (out / "adapt.md").is_file() and (out / "figures" / "adapt.png").is_file()
+    assert main(["benchmark", "--data", f"a={a}", "--adapt", f"b={b}", "--adapt-sizes", "5000", "--models",
+                 "edges-svm", "--out", str(out), "--jobs", "1"]) == 1
+    assert "training split holds" in capsys.readouterr().err
+    assert main(["benchmark", "--data", str(a), "--adapt-sizes", "0,5"]) == 1
