@@ -35,21 +35,13 @@ from crackbench.registry import BUILTIN_DIR, DEFAULT_MODEL, TrainOptions, get_ki
 from crackbench.scan import scan_files
 
 from .harness import _dataset_hash, _environment
+from .matrix import parse_named
 from .metrics import evaluate
 
 __all__ = ["build", "main"]
 
 #: Below this balanced accuracy (patches) or tile ROC-AUC (photos), the card says not to use the model there.
 TRUSTED_ABOVE = 0.80
-
-
-def _named(text: str) -> tuple[str, Path]:
-    name, sep, folder = text.partition("=")
-    if not sep:
-        name, folder = Path(text).name, text
-    if not Path(folder).is_dir():
-        raise argparse.ArgumentTypeError(f"{folder}: no such folder")
-    return name, Path(folder)
 
 
 def _score(model, paths: list[str], labels: list[str], seed: int) -> dict:
@@ -136,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="training dataset (Positive/ and Negative/)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model kind (default %(default)s)")
-    parser.add_argument("--test", type=_named, action="append", default=[], metavar="NAME=DIR",
+    parser.add_argument("--test", action="append", metavar="NAME=DIR",
                         help="a dataset scored in full, out of domain (repeatable)")
-    parser.add_argument("--scan", type=_named, action="append", default=[], metavar="NAME=DIR",
+    parser.add_argument("--scan", action="append", metavar="NAME=DIR",
                         help="a folder with images/ and masks/ scanned tile by tile (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed (default %(default)s)")
     parser.add_argument("--out", type=Path, default=BUILTIN_DIR, help="where the model and card go "
@@ -148,7 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
-    card = build(args.data, args.model, args.out, args.docs, args.test, args.scan, seed=args.seed)
+    try:
+        tests, scans = parse_named(args.test, "--test"), parse_named(args.scan, "--scan")
+    except UsageError as exc:
+        parser.error(str(exc))
+    missing = [folder for folder in (*tests.values(), *scans.values()) if not Path(folder).is_dir()]
+    if missing:
+        parser.error(f"{', '.join(missing)}: no such folder")
+    card = build(args.data, args.model, args.out, args.docs, [(n, Path(f)) for n, f in tests.items()],
+                 [(n, Path(f)) for n, f in scans.items()], seed=args.seed)
     print(render_card(card))
     return 0
 

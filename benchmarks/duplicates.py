@@ -28,7 +28,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from crackbench.dataset import scan_dataset
-from crackbench.duplicates import image_hash, near_components, near_pairs, nearest_distance
+from crackbench.duplicates import hash_array, image_hash, near_components, near_pairs, nearest_distance
 from crackbench.imageio import read_image
 from crackbench.manifest import split_dataset
 
@@ -88,8 +88,9 @@ def run(folder: Path, n_jobs: int) -> dict:
     nearest = nearest_distance(hashes)
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, len(hashes), (2, 20_000))
-    random_pairs = [int(d) for d in (nearest_distance([hashes[i]], [hashes[j]])[0] for i, j in zip(a, b, strict=True)
-                                     if i != j)]
+    words = hash_array(hashes)
+    a, b = a[a != b], b[a != b]
+    random_pairs = np.unpackbits((words[a] ^ words[b]).view(np.uint8), axis=1).sum(axis=1).tolist()
     histogram = [{"distance": f"{lo}" if lo == hi else f"{lo}-{hi}",
                   "images": int(((nearest >= lo) & (nearest <= hi)).sum())} for lo, hi in BINS]
     frame = split_dataset(ds, seed=0, near_distance=None)

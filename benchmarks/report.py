@@ -154,6 +154,25 @@ def _md(table) -> str:
     return "\n".join(lines)
 
 
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "th{background:#f3f3f3;text-align:left}td.num{text-align:right}td.txt{text-align:left}"
+        "tr.best{background:#e8f5e9;font-weight:600}img{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:8px}"
+        "figure{margin:0;font-size:11px;text-align:center;width:110px}figure img{width:96px;height:96px}"
+        "figure.wide{width:360px}figure.wide img{width:360px;height:auto}"
+        ".row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}")
+
+
+def _page(title: str, parts: list[str]) -> str:
+    """One self-contained HTML page (every report shares the style sheet)."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def _png_img(png: bytes, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(alt)}">'
+
+
 def _html_table(table) -> str:
     header, align, rows, best = table
     if not rows:
@@ -364,8 +383,7 @@ def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
     run, t = results["run"], _texts(results)
 
     def img(name, alt):
-        return (f'<img src="data:image/png;base64,{base64.b64encode(figs[name]).decode()}" alt="{alt}">'
-                if name in figs else "")
+        return _png_img(figs[name], alt) if name in figs else ""
 
     env = "".join(f"<tr><th>{html.escape(k)}</th><td class=txt>{html.escape(str(v))}</td></tr>"
                   for k, v in run["environment"].items())
@@ -375,15 +393,7 @@ def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
                  "seed": run["command"]["seed"], "crackbench": run["crackbench_version"]}
     data = "".join(f"<tr><th>{k}</th><td class=txt>{html.escape(str(v))}</td></tr>" for k, v in data_rows.items())
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>crackbench report</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
-        "th{background:#f3f3f3;text-align:left}td.num{text-align:right}td.txt{text-align:left}"
-        "tr.best{background:#e8f5e9;font-weight:600}img{max-width:100%}.gallery{display:flex;flex-wrap:wrap;gap:8px}"
-        "figure{margin:0;font-size:11px;text-align:center;width:110px}figure img{width:96px;height:96px}"
-        "figure.wide{width:360px}figure.wide img{width:360px;height:auto}"
-        ".row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}",
-        "</style></head><body><h1>crackbench benchmark report</h1>",
+        "<h1>crackbench benchmark report</h1>",
         f"<table>{data}</table><p>{html.escape(t['splits'])}</p>",
         "<h2>Test split</h2>", f"<p>{html.escape(t['protocol'] + ' ' + ranking_text(results, 'test'))}</p>",
         _html_table(_model_table(results, "test")),
@@ -409,8 +419,8 @@ def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
               "<h2>Misclassified test images</h2><p>Most confident mistakes first; caption: true label, "
               "P(positive), file.</p>"]
     parts += [_gallery(m) for m in results["models"]]
-    parts += [f"<h2>Environment</h2><table>{env}</table></body></html>"]
-    return "".join(parts)
+    parts += [f"<h2>Environment</h2><table>{env}</table>"]
+    return _page("crackbench report", parts)
 
 
 def write_reports(run_dir: str | os.PathLike, results: dict | None = None) -> None:
@@ -557,19 +567,15 @@ def write_matrix_reports(out: str | os.PathLike, matrix: dict | None = None) -> 
     png = _matrix_figure(matrix)
     (out / "figures").mkdir(exist_ok=True)
     (out / "figures" / "matrix.png").write_bytes(png)
-    page = ["<!doctype html><html><head><meta charset='utf-8'><title>crackbench matrix</title><style>",
-            "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
-            "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
-            "th{background:#f3f3f3;text-align:left}td.num{text-align:right}tr.best{background:#e8f5e9;font-weight:600}"
-            "img{max-width:100%}</style></head><body><h1>crackbench cross-dataset matrix</h1>",
+    page = ["<h1>crackbench cross-dataset matrix</h1>",
             f"<p>{html.escape(_matrix_text(matrix))}</p><h2>In domain vs out of domain</h2>",
             _html_table(tables["summary"]),
-            f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="balanced accuracy matrices">']
+            _png_img(png, "balanced accuracy matrices")]
     for name, table in tables.items():
         if name != "summary":
             page += [f"<h2>{html.escape(name)}</h2>", _html_table(table)]
     with atomic_path(out / "matrix.html") as tmp:
-        tmp.write_text("".join(page) + "</body></html>")
+        tmp.write_text(_page("crackbench matrix", page))
 
 
 # ---------------------------------------------------------------- labels-needed curves
@@ -641,16 +647,10 @@ def write_adapt_reports(out: str | os.PathLike, adapt: dict | None = None) -> No
           f"\n## Accuracy on the test split of {name_s} (in domain)\n", _md(source)]
     with atomic_path(out / "adapt.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
-    page = ["<!doctype html><html><head><meta charset='utf-8'><title>crackbench labels needed</title><style>",
-            "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
-            "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
-            "th{background:#f3f3f3;text-align:left}img{max-width:100%}</style></head><body>",
-            "<h1>How many labelled images of the target does a model need?</h1>",
+    page = ["<h1>How many labelled images of the target does a model need?</h1>",
             f"<p>{html.escape(_adapt_text(adapt))}</p><h2>Balanced accuracy on the test split of "
             f"{html.escape(name_t)}</h2>",
-            _html_table(target), f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
-            f'alt="balanced accuracy against labelled target images">',
-            f"<h2>Accuracy on the test split of {html.escape(name_s)} (in domain)</h2>", _html_table(source),
-            "</body></html>"]
+            _html_table(target), _png_img(png, "balanced accuracy against labelled target images"),
+            f"<h2>Accuracy on the test split of {html.escape(name_s)} (in domain)</h2>", _html_table(source)]
     with atomic_path(out / "adapt.html") as tmp:
-        tmp.write_text("".join(page))
+        tmp.write_text(_page("crackbench labels needed", page))
