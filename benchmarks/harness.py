@@ -492,6 +492,16 @@ def run_benchmark(
     return collect_results(run_dir)
 
 
+def mistakes(test: pd.DataFrame, threshold: float, listed: int) -> dict:
+    """How many rows of ``test`` (columns path, label, proba, right) are wrong, and the ``listed``
+    most confident of them (farthest from the threshold; ties by path)."""
+    wrong = test[~test["right"]]
+    wrong = wrong.assign(conf=(wrong["proba"] - threshold).abs()).sort_values(["conf", "path"],
+                                                                             ascending=[False, True])
+    return {"n": len(wrong), "most_confident": [{"path": r.path, "label": r.label, "proba": float(r.proba)}
+                                                for r in wrong.head(listed).itertuples()]}
+
+
 def _roc_points(y: np.ndarray, proba: np.ndarray) -> dict | None:
     if not 0 < y.sum() < len(y):
         return None
@@ -525,11 +535,7 @@ def collect_results(run_dir: str | os.PathLike) -> dict:
         m["roc"] = {part: _roc_points(g["y"].to_numpy(), g["proba"].to_numpy()) for part, g in pred.groupby("set")}
         test = pred[pred["set"] == "test"]
         correct[m["name"]] = test.set_index("path")["right"]
-        wrong = test[~test["right"]].assign(conf=(test["proba"] - threshold).abs())
-        wrong = wrong.sort_values(["conf", "path"], ascending=[False, True])
-        m["mistakes"] = {"n": len(wrong), "most_confident": [
-            {"path": r.path, "label": r.label, "proba": float(r.proba)}
-            for r in wrong.head(PROTOCOL["mistakes_listed"]).itertuples()]}
+        m["mistakes"] = mistakes(test, threshold, PROTOCOL["mistakes_listed"])
         curves = run_dir / "models" / m["name"] / "training_curves.png"
         m["training_curves"] = str(curves.relative_to(run_dir)) if curves.is_file() else None
     tests_mcnemar = []

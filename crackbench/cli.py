@@ -569,6 +569,13 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers (default: all cores)")
 
 
+def _add_scheduler_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", metavar="ADDRESS|local[:N]|none",
+                   help="run the work on the Dask cluster at ADDRESS (tcp://host:8786), or on a local cluster of N "
+                   "worker processes; default $DASK_SCHEDULER_ADDRESS if set, else this process's own workers. "
+                   "Needs the dask extra")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .imageio import DEFAULT_MAX_PIXELS
 
@@ -623,8 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features_list)
     p = fsub.add_parser("extract", help="compute one feature set for every manifest row")
     p.add_argument("--manifest", required=True, help="split manifest CSV (crackbench data split)")
-    p.add_argument("--set", required=True, choices=["hog", "lbp", "edges", "combined"], help="feature set")
+    p.add_argument("--set", required=True, choices=["hog", "lbp", "edges", "combined", "ridge"], help="feature set")
     p.add_argument("--out", required=True, help="output .parquet or .npz")
+    _add_scheduler_option(p)
     _add_cache_options(p)
     p.set_defaults(func=cmd_features_extract)
 
@@ -657,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON output")
     fmt.add_argument("--csv", action="store_true", help="CSV output")
+    _add_scheduler_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("benchmark", help="train and evaluate every model on one split; write reports")
@@ -691,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-synthetic", type=_int_at_least(20), default=2000, help="images generated without --data "
                    "(default %(default)s)")
     p.add_argument("--jobs", type=_jobs, default=-1, help="parallel workers (default: all cores)")
+    _add_scheduler_option(p)
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("scan", help="scan whole photographs tile by tile: where are the cracks?")
@@ -708,6 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "pixels that must be crack for the tile to count as cracked (default %(default)s)")
     p.add_argument("--max-pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
                    help="refuse larger photos before decoding (default %(default)s)")
+    _add_scheduler_option(p)
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("cache", help="show or clear the feature cache")
@@ -735,7 +746,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        if "scheduler" not in args:
+            return args.func(args)
+        from .cluster import connect, scheduler_spec
+
+        spec = scheduler_spec(args.scheduler)  # a missing extra or a malformed value: one line, before any work
+        if spec is None:
+            return args.func(args)
+        with connect(spec):
+            return args.func(args)
     except (CrackbenchError, FileNotFoundError) as exc:
         print(f"crackbench: error: {exc}", file=sys.stderr)
         return EXIT_DATA

@@ -81,6 +81,9 @@ class ImageModel(ABC):
     #: classical kernels release the GIL); a model that parallelises each call itself leaves it False.
     concurrent_batches: ClassVar[bool] = False
     metadata: ModelMetadata
+    #: Where the model was loaded from (``"builtin:NAME"`` or the file's absolute path), set by
+    #: :func:`crackbench.registry.load_model`; Dask workers load their own copy from it.
+    source: str | None = None
 
     @property
     def classes_(self) -> list[str]:
@@ -176,7 +179,19 @@ def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 
     """Predict file by file in chunks, in input order; every path yields one row, and an unusable
     file yields an ``error`` row with its reason. A chunk holds at most ``chunk_size`` files and
     about ``max_bytes`` of decoded pixels (one image above it is predicted alone), so memory stays
-    bounded whatever the image sizes."""
+    bounded whatever the image sizes.
+
+    Inside a :func:`crackbench.cluster.connect` block the files are read and predicted by the Dask
+    workers, in chunks, each worker loading the model once from ``model.source``; the rows are the
+    same, in the same order."""
+    from .cluster import active_client
+
+    client = active_client()
+    if client is not None and len(paths):
+        from .cluster import predict_on_cluster
+
+        yield from predict_on_cluster(client, model, paths, max_pixels=max_pixels)
+        return
     pending: list[tuple[str, np.ndarray | ImageError]] = []
     held = 0
 

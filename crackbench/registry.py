@@ -172,7 +172,10 @@ def load_model(path: str | os.PathLike) -> ImageModel:
         raise ModelFileError(f"{path}: not a crackbench model file; expected one of {', '.join(FILE_FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    return _require(fmt, f"reading {path.name}").load_model(path)
+    model = _require(fmt, f"reading {path.name}").load_model(path)
+    model.source = (f"builtin:{path.name.removesuffix(path.suffix)}" if path.resolve().parent == BUILTIN_DIR.resolve()
+                    else str(path.resolve()))
+    return model
 
 
 #: Trained models shipped inside the package: ``<name>.skops`` and its model card ``<name>.card.json``,

@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 from .imageio import DEFAULT_MAX_PIXELS, read_image, to_gray
 from .model import ImageModel
 
-__all__ = ["ScanResult", "scan_image", "tile_origins"]
+__all__ = ["ScanResult", "scan_files", "scan_image", "scan_photo", "tile_origins"]
 
 
 def tile_origins(length: int, tile: int, stride: int) -> np.ndarray:
@@ -289,6 +289,65 @@ def _find_mask(masks_dir: str | os.PathLike, stem: str) -> str | None:
     return os.path.join(masks_dir, found[0]) if found else None
 
 
+def scan_photo(model: ImageModel, path: str, *, tile: int = 227, stride: int | None = None, scale: float = 1.0,
+               threshold: float = 0.5, masks: str | os.PathLike | None = None,
+               min_crack_fraction: float = MIN_CRACK_FRACTION, max_pixels: int = DEFAULT_MAX_PIXELS,
+               n_jobs: int | None = None) -> dict:
+    """Scan one photo file and encode its outputs, writing nothing: what :func:`scan_files` (or a
+    Dask worker for it) computes per photo. Returns ``row`` (its ``scan.csv`` fields), ``files``
+    (output suffix -> encoded bytes; empty when the photo could not be read), and with ``masks``
+    ``evaluation`` (its row of ``evaluation.csv``) plus ``truth``, ``proba``, ``crack_pixels``
+    (inside a flagged tile, all) for the pooled metrics."""
+    import json
+    import time
+
+    from .imageio import ImageError
+
+    row = {"photo": path, "width": "", "height": "", "tiles": "", "cracked_tiles": "", "max_probability": "",
+           "seconds": "", "error": "", "detail": "", "notes": ""}
+    start = time.perf_counter()
+    try:
+        image = read_image(path, mode="rgb", max_pixels=max_pixels)
+        result = scan_image(model, image, tile=tile, stride=stride, scale=scale, threshold=threshold, n_jobs=n_jobs)
+    except ImageError as exc:
+        return {"row": {**row, "error": exc.reason, "detail": exc.detail}, "files": {}}
+    tiles = result.tiles
+    seconds = time.perf_counter() - start
+    out: dict = {}
+    mask = None
+    if masks is not None:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        mask_path = _find_mask(masks, stem)
+        entry = {"photo": path, "mask": mask_path or "", "error": "", "detail": ""}
+        if mask_path is None:
+            entry.update(error="no-mask", detail=f"no mask named {stem}.* in {masks}")
+        else:
+            try:
+                mask = read_mask(mask_path, (result.height, result.width))
+            except ImageError as exc:
+                entry.update(error=exc.reason, detail=exc.detail)
+        if mask is not None:
+            truth = (tile_crack_fraction(result, mask) >= min_crack_fraction).astype(int)
+            inside, total = crack_pixels_flagged(result, mask)
+            entry.update(**tile_metrics(truth, tiles["probability"], threshold),
+                         crack_pixel_recall=inside / total if total else float("nan"))
+            out.update(truth=truth, proba=tiles["probability"].to_numpy(), crack_pixels=(inside, total))
+        out["evaluation"] = entry
+    heat = np.clip(np.round(result.probability_map() * 255), 0, 255).astype(np.uint8)
+    files = {
+        ".tiles.csv": tiles.to_csv(index=False, float_format="%.6f", lineterminator="\n").encode(),
+        ".overlay.jpg": cv2.imencode(".jpg", cv2.cvtColor(result.overlay(image, mask=mask), cv2.COLOR_RGB2BGR),
+                                     [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(),
+        ".heatmap.png": cv2.imencode(".png", heat)[1].tobytes(),
+        ".geojson": json.dumps(geojson(result)).encode(),
+    }
+    row.update(width=result.width, height=result.height, tiles=len(tiles),
+               cracked_tiles=int((tiles["probability"] >= threshold).sum()),
+               max_probability=round(float(tiles["probability"].max()), 6), seconds=round(seconds, 3),
+               notes="; ".join(result.notes))
+    return {**out, "row": row, "files": files}
+
+
 def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, *, tile: int = 227,
                stride: int | None = None, scale: float = 1.0, threshold: float = 0.5,
                masks: str | os.PathLike | None = None, min_crack_fraction: float = MIN_CRACK_FRACTION,
@@ -298,72 +357,45 @@ def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, 
     ``scan.json``. A photo that cannot be read is a row with its reason code. With ``masks`` (a
     folder of crack masks matched by file stem), each photo's tiles are scored against its mask
     and ``scan.json`` holds per-photo and pooled metrics (``evaluation.csv`` per photo). Returns
-    what ``scan.json`` holds."""
-    import json
-    import time
+    what ``scan.json`` holds.
 
+    Inside a :func:`crackbench.cluster.connect` block the photos are scanned by the Dask workers
+    (which read the photos and masks from their paths); the files are written here either way."""
     from tqdm.auto import tqdm
 
+    from .cluster import active_client
     from .files import atomic_path, write_json
-    from .imageio import ImageError
 
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
+    settings = {"tile": tile, "stride": stride, "scale": scale, "threshold": threshold, "masks": masks,
+                "min_crack_fraction": min_crack_fraction, "max_pixels": max_pixels}
+    client = active_client()
+    if client is not None and paths:
+        from .cluster import scan_on_cluster
+
+        results = scan_on_cluster(client, model, paths, settings)
+    else:
+        results = (scan_photo(model, p, **settings) for p in paths)
     rows, evaluation, stems = [], [], set()
     pooled_truth, pooled_proba, crack_in, crack_total = [], [], 0, 0
-    for path in tqdm(paths, desc="scan", unit="photo", disable=not progress, leave=False):
+    for path, done in zip(paths, tqdm(results, total=len(paths), desc="scan", unit="photo", disable=not progress,
+                                      leave=False), strict=True):
         stem = os.path.splitext(os.path.basename(path))[0]
         unique, k = stem, 2
         while unique in stems:  # the same name in two folders: keep both
             unique, k = f"{stem}_{k}", k + 1
         stems.add(unique)
-        row = {"photo": path, "width": "", "height": "", "tiles": "", "cracked_tiles": "", "max_probability": "",
-               "seconds": "", "error": "", "detail": "", "outputs": unique, "notes": ""}
-        start = time.perf_counter()
-        try:
-            image = read_image(path, mode="rgb", max_pixels=max_pixels)
-            result = scan_image(model, image, tile=tile, stride=stride, scale=scale, threshold=threshold)
-        except ImageError as exc:
-            rows.append({**row, "error": exc.reason, "detail": exc.detail, "outputs": ""})
-            continue
-        tiles = result.tiles
-        seconds = time.perf_counter() - start
-        mask, entry = None, None
-        if masks is not None:
-            mask_path = _find_mask(masks, stem)
-            entry = {"photo": path, "mask": mask_path or "", "error": "", "detail": ""}
-            if mask_path is None:
-                entry.update(error="no-mask", detail=f"no mask named {stem}.* in {masks}")
-            else:
-                try:
-                    mask = read_mask(mask_path, (result.height, result.width))
-                except ImageError as exc:
-                    entry.update(error=exc.reason, detail=exc.detail)
-        base = os.path.join(out, unique)
-        with atomic_path(base + ".tiles.csv") as tmp:
-            tiles.to_csv(tmp, index=False, float_format="%.6f", lineterminator="\n")
-        with atomic_path(base + ".overlay.jpg") as tmp:
-            cv2.imwrite(str(tmp), cv2.cvtColor(result.overlay(image, mask=mask), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
-        with atomic_path(base + ".heatmap.png") as tmp:
-            cv2.imwrite(str(tmp), np.clip(np.round(result.probability_map() * 255), 0, 255).astype(np.uint8))
-        with atomic_path(base + ".geojson") as tmp:
-            tmp.write_text(json.dumps(geojson(result)))
-        row.update(width=result.width, height=result.height, tiles=len(tiles),
-                   cracked_tiles=int((tiles["probability"] >= threshold).sum()),
-                   max_probability=round(float(tiles["probability"].max()), 6), seconds=round(seconds, 3),
-                   notes="; ".join(result.notes))
-        rows.append(row)
-        if entry is not None and mask is None:
-            evaluation.append(entry)
-        elif entry is not None:
-            truth = (tile_crack_fraction(result, mask) >= min_crack_fraction).astype(int)
-            inside, total = crack_pixels_flagged(result, mask)
-            evaluation.append({**entry, **tile_metrics(truth, tiles["probability"], threshold),
-                               "crack_pixel_recall": inside / total if total else float("nan")})
-            pooled_truth.append(truth)
-            pooled_proba.append(tiles["probability"].to_numpy())
-            crack_in, crack_total = crack_in + inside, crack_total + total
+        rows.append({**done["row"], "outputs": unique if done["files"] else ""})
+        for suffix, data in done["files"].items():
+            with atomic_path(os.path.join(out, unique + suffix)) as tmp:
+                tmp.write_bytes(data)
+        if "evaluation" in done:
+            evaluation.append(done["evaluation"])
+        if "truth" in done:
+            pooled_truth.append(done["truth"])
+            pooled_proba.append(done["proba"])
+            crack_in, crack_total = crack_in + done["crack_pixels"][0], crack_total + done["crack_pixels"][1]
     columns = ["photo", "width", "height", "tiles", "cracked_tiles", "max_probability", "seconds", "error"]
     with atomic_path(os.path.join(out, "scan.csv")) as tmp:
         pd.DataFrame(rows, columns=[*columns, "detail", "outputs", "notes"])[columns].to_csv(

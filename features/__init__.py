@@ -9,14 +9,16 @@ Kernel functions (plain arrays in and out, scikit-image style): :func:`hog`,
 from ._edges import edge_feature_names, edge_features
 from ._hog import hog, hog_output_length
 from ._lbp import local_binary_pattern
+from ._ridge import normalize_image, ridge_feature_names, ridge_features, ridge_response
 from .batch import FeatureCache, extract, extractor_key
-from .estimators import EdgeFeatures, HOGFeatures, LBPFeatures, combined_features
+from .estimators import EdgeFeatures, HOGFeatures, LBPFeatures, MultiScale, Normalized, RidgeFeatures, combined_features
 
 FEATURE_SETS = {
     "hog": (HOGFeatures, "Histogram of Oriented Gradients on a 128x128 resize (Dalal & Triggs 2005)"),
     "lbp": (LBPFeatures, "uniform local-binary-pattern histograms, P=8 at radii 1, 2, 3 (Ojala et al. 2002)"),
     "edges": (EdgeFeatures, "Canny density, Sobel magnitude/orientation, dark-line (black-hat), intensity"),
     "combined": (combined_features, "hog + lbp + edges (FeatureUnion)"),
+    "ridge": (RidgeFeatures, "multi-scale dark-line (Hessian) strength and line lengths, contrast-normalised"),
 }
 
 
@@ -35,6 +37,9 @@ __all__ = [
     "FeatureCache",
     "HOGFeatures",
     "LBPFeatures",
+    "MultiScale",
+    "Normalized",
+    "RidgeFeatures",
     "combined_features",
     "edge_feature_names",
     "edge_features",
@@ -44,4 +49,8 @@ __all__ = [
     "hog_output_length",
     "local_binary_pattern",
     "make_feature_set",
+    "normalize_image",
+    "ridge_feature_names",
+    "ridge_features",
+    "ridge_response",
 ]

@@ -19,6 +19,7 @@ from sklearn.pipeline import FeatureUnion
 from tqdm.auto import tqdm
 
 from crackbench import __version__
+from crackbench.cluster import CHUNK_IMAGES, active_client
 from crackbench.files import atomic_path, exit_with_parent, write_json
 from crackbench.imageio import DEFAULT_MAX_PIXELS, decode_image, read_bytes
 from crackbench.manifest import read_manifest
@@ -183,7 +184,7 @@ def extract(
     extractor,
     *,
     n_jobs: int = -1,
-    chunk_size: int = 128,
+    chunk_size: int = CHUNK_IMAGES,
     cache_dir: str | os.PathLike | None = None,
     mode: str = "gray",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -198,10 +199,11 @@ def extract(
     extractor : transformer
         Any transformer taking a list of images (e.g. :class:`HOGFeatures`, a FeatureUnion).
     n_jobs : int
-        joblib workers (``-1``: all cores). Parallelism goes through joblib only, so a
-        ``joblib.parallel_config(backend=...)`` context (e.g. Dask) moves it elsewhere.
+        joblib workers (``-1``: all cores). Inside a :func:`crackbench.cluster.connect` block the
+        chunks go to the Dask workers instead (which read the files from their paths) and
+        ``n_jobs`` is not used.
     chunk_size : int
-        Images decoded per task; at most about ``2 * n_jobs`` chunks are in flight at once.
+        Images decoded per task; at most about two chunks per worker are in flight at once.
     cache_dir : path or None
         Reuse and extend a :class:`FeatureCache` there; rows are keyed by file sha256, so
         duplicate files are computed once.
@@ -247,11 +249,18 @@ def extract(
     chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
     bar = tqdm(total=len(todo), desc=f"features {type(extractor).__name__}", unit="img",
                disable=not progress or not todo, leave=False)
-    jobs = (delayed(_extract_chunk)([paths[i] for i in chunk], extractor, mode, max_pixels)
-            for chunk in chunks)
+    client = active_client()
+    if client is not None and chunks:
+        from crackbench.cluster import check_readable, describe_paths, map_ordered
+
+        check_readable(client, [paths[todo[0]]])
+        results = map_ordered(client, _extract_chunk, [[paths[i] for i in chunk] for chunk in chunks], extractor,
+                              mode, max_pixels, describe=describe_paths)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_extract_chunk)([paths[i] for i in chunk], extractor, mode, max_pixels) for chunk in chunks)
     todo_shas: list[str] = []
-    for chunk, (feats, chunk_shas) in zip(chunks, Parallel(n_jobs=n_jobs, return_as="generator")(jobs),
-                                          strict=True):
+    for chunk, (feats, chunk_shas) in zip(chunks, results, strict=True):
         if out is None:
             out = np.empty((len(paths), feats.shape[1]), np.float32)
         out[chunk] = feats

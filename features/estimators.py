@@ -8,20 +8,37 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import cv2
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import FeatureUnion
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ._edges import edge_feature_names, edge_features
 from ._hog import hog, hog_output_length
 from ._lbp import _padded, lbp_codes, lbp_uniform_hist, local_binary_pattern, n_lbp_codes
+from ._ridge import normalize_image, ridge_feature_names, ridge_features
 from ._validation import check_images
 
-__all__ = ["EdgeFeatures", "HOGFeatures", "LBPFeatures", "combined_features"]
+__all__ = ["EdgeFeatures", "HOGFeatures", "LBPFeatures", "MultiScale", "Normalized", "RidgeFeatures",
+           "combined_features"]
 
 
-class _ImageFeatures(TransformerMixin, BaseEstimator):
+class _Stateless(TransformerMixin, BaseEstimator):
+    """Learns nothing: ``transform`` works without ``fit`` (as for ``PatchExtractor``); takes images."""
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class _ImageFeatures(_Stateless):
     """Shared behaviour: stateless fit, validation, per-image loop, names."""
 
     def fit(self, X, y=None):
@@ -53,15 +70,6 @@ class _ImageFeatures(TransformerMixin, BaseEstimator):
         self._validate_params()
         return np.asarray(self._names(), dtype=object)
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return True  # stateless: transform works without fit, as for PatchExtractor
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
 
 
 class HOGFeatures(_ImageFeatures):
@@ -192,6 +200,92 @@ class EdgeFeatures(_ImageFeatures):
 
     def _names(self):
         return edge_feature_names(self.canny_thresholds, self.blackhat_sizes)
+
+
+class RidgeFeatures(_ImageFeatures):
+    """Thin-dark-line evidence independent of brightness, contrast and crack width, see
+    :func:`crackbench.features.ridge_features`.
+
+    Parameters
+    ----------
+    sigmas : tuple of float, default (1.0, 2.0, 4.0)
+        Gaussian scales of the line filter; the response is the maximum over them.
+    image_size : (height, width) or None, default None
+    """
+
+    _parameter_constraints: dict = {
+        "sigmas": [tuple, list],
+        "image_size": [tuple, None],
+    }
+
+    def __init__(self, sigmas=(1.0, 2.0, 4.0), image_size=None):
+        self.sigmas = sigmas
+        self.image_size = image_size
+
+    def _one(self, img):
+        return ridge_features(img, self.sigmas)
+
+    def _names(self):
+        return ridge_feature_names()
+
+
+class _Wrapper(_Stateless):
+    """A feature extractor applied to transformed images (stateless, like the extractors)."""
+
+    def fit(self, X, y=None):
+        self._validate_params()
+        check_images(X)
+        return self
+
+
+class Normalized(_Wrapper):
+    """``features`` computed on photometrically normalised images (see
+    :func:`crackbench.features.normalize_image`: ``"stretch"``, ``"clahe"`` or ``"standardize"``),
+    so that brightness and contrast of a camera or surface do not move the features."""
+
+    _parameter_constraints: dict = {
+        "features": [HasMethods(["transform"])],
+        "method": [StrOptions({"stretch", "clahe", "standardize"})],
+    }
+
+    def __init__(self, features, method="clahe"):
+        self.features = features
+        self.method = method
+
+    def transform(self, X) -> np.ndarray:
+        return self.features.transform([normalize_image(img, self.method) for img in check_images(X)])
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return self.features.get_feature_names_out()
+
+
+class MultiScale(_Wrapper):
+    """``features`` of each image at several scales, side by side: at ``0.5`` the image is first
+    shrunk to half its size (area averaging), so a crack twice as wide as in training looks as it
+    did then. Column names get a ``_s{scale}`` suffix."""
+
+    _parameter_constraints: dict = {
+        "features": [HasMethods(["transform"])],
+        "scales": [tuple, list],
+    }
+
+    def __init__(self, features, scales=(1.0, 0.5)):
+        self.features = features
+        self.scales = scales
+
+    def transform(self, X) -> np.ndarray:
+        images = check_images(X)
+        parts = []
+        for s in self.scales:
+            scaled = images if s == 1 else [
+                cv2.resize(img, (max(8, round(img.shape[1] * s)), max(8, round(img.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR) for img in images]
+            parts.append(self.features.transform(scaled))
+        return np.hstack(parts).astype(np.float32, copy=False)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        names = self.features.get_feature_names_out()
+        return np.asarray([f"{n}_s{s:g}" for s in self.scales for n in names], dtype=object)
 
 
 def combined_features(n_jobs: int | None = None) -> FeatureUnion:

@@ -267,3 +267,14 @@ def test_report_modules_do_not_import_each_other():
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(report)))
                 if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m for m in imported if "harness" in m}, imported
+
+
+def test_mistakes_of_a_perfect_model_are_none_and_the_rest_rank_by_confidence():
+    from crackbench.benchmarks.harness import mistakes
+
+    test = pd.DataFrame({"path": ["a", "b", "c", "d"], "label": ["P", "N", "P", "N"], "proba": [0.9, 0.1, 0.8, 0.2],
+                         "right": [True, True, True, True]})
+    assert mistakes(test, 0.5, 8) == {"n": 0, "most_confident": []}
+    test["right"] = [False, True, False, False]
+    got = mistakes(test, 0.5, 2)
+    assert got["n"] == 3 and [r["path"] for r in got["most_confident"]] == ["a", "c"]  # c and d tie: by path

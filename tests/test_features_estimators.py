@@ -13,6 +13,9 @@ from crackbench.features import (
     EdgeFeatures,
     HOGFeatures,
     LBPFeatures,
+    MultiScale,
+    Normalized,
+    RidgeFeatures,
     combined_features,
     hog,
     make_feature_set,
@@ -111,7 +114,7 @@ def test_feature_union_names_and_pipeline_grid_search():
 
 
 def test_feature_set_registry():
-    assert set(FEATURE_SETS) == {"hog", "lbp", "edges", "combined"}
+    assert set(FEATURE_SETS) == {"hog", "lbp", "edges", "combined", "ridge"}
     assert isinstance(make_feature_set("combined"), FeatureUnion)
     with pytest.raises(ValueError, match="unknown feature set"):
         make_feature_set("sift")
@@ -125,15 +128,19 @@ _SKLEARN_DATA_FREE_CHECKS = [
 ]
 
 
-@parametrize_with_checks([HOGFeatures(), LBPFeatures(), EdgeFeatures()])
+@parametrize_with_checks([HOGFeatures(), LBPFeatures(), EdgeFeatures(), RidgeFeatures()])
 def test_scikit_learn_estimator_checks(estimator, check):
     """scikit-learn's own suite. It runs the checks that apply to estimators tagged as taking 3-D
     input (``three_d_array``) and skips those that feed 2-D feature matrices."""
     check(estimator)
 
 
+ALL_EXTRACTORS = [HOGFeatures(), LBPFeatures(), EdgeFeatures(), RidgeFeatures(), Normalized(EdgeFeatures(), "clahe"),
+                  MultiScale(LBPFeatures(), (1.0, 0.5))]
+
+
 @pytest.mark.parametrize("check_name", _SKLEARN_DATA_FREE_CHECKS)
-@pytest.mark.parametrize("estimator", [HOGFeatures(), LBPFeatures(), EdgeFeatures()], ids=type)
+@pytest.mark.parametrize("estimator", ALL_EXTRACTORS, ids=type)
 def test_scikit_learn_api_checks_that_need_no_2d_data(estimator, check_name):
     """The checks of scikit-learn's suite that do not feed 2-D tables, run directly (the suite
     skips them all for an image transformer)."""
@@ -142,7 +149,7 @@ def test_scikit_learn_api_checks_that_need_no_2d_data(estimator, check_name):
     getattr(checks, check_name)(type(estimator).__name__, estimator)
 
 
-@pytest.mark.parametrize("estimator", [HOGFeatures(), LBPFeatures(), EdgeFeatures()], ids=type)
+@pytest.mark.parametrize("estimator", ALL_EXTRACTORS, ids=type)
 def test_data_checks_on_images(estimator):
     """What scikit-learn's data checks assert, on image stacks: fit returns self and changes no
     parameter, read-only (memory-mapped) input works, transform is deterministic, clones agree."""

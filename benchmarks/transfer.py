@@ -1,0 +1,292 @@
+"""What makes a crack classifier trained on one dataset hold up on others: one factor at a time.
+
+    python -m crackbench.benchmarks.transfer --source ../shared/data/concrete-crack-sample \\
+        --target decks=../shared/data/sdnet2018-decks --target pavements=../shared/data/sdnet2018-pavements \\
+        --uav ../shared/data/uav75 --out runs/transfer
+
+Every variant is trained on the source's training split only (seed 0, near duplicates kept
+together) with the same classifier settings, and scored on:
+
+- the source's validation and test splits (accuracy);
+- each target's validation and test splits, split by photograph (``--group-by``, SDNET's
+  ``<photo>-<patch>`` names by default), so no photograph is in both (balanced accuracy at the
+  classifier's own threshold, and ROC-AUC);
+- UAV75's tiles (128 px, stride 64, cracked when >= 0.2% of the tile is crack in the mask), its
+  ``val`` photographs for choosing and its ``test`` photographs for reporting (``splits.csv``).
+
+The variant to ship is chosen on validation data only: the highest mean of the targets' validation
+balanced accuracy and the UAV75 validation tile ROC-AUC, among variants with source validation
+accuracy >= 0.995. Test columns are reported for every variant, chosen or not. Writes
+``transfer.json``, ``transfer.md`` and ``figures/transfer.png`` to ``--out``; features are cached
+there, so a rerun with more variants computes only the new ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+from sklearn.pipeline import FeatureUnion, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from crackbench.features import (
+    EdgeFeatures,
+    HOGFeatures,
+    LBPFeatures,
+    MultiScale,
+    Normalized,
+    RidgeFeatures,
+    combined_features,
+    extract,
+)
+from crackbench.files import write_json
+
+__all__ = ["VARIANTS", "main", "run"]
+
+SDNET_GROUPS = r"^([^-_]+)-"
+MIN_SOURCE_VAL = 0.995
+
+
+def _union(*parts):
+    return FeatureUnion([(type(p).__name__, p) for p in parts], verbose_feature_names_out=False)
+
+
+# name -> (factor studied, extractor factory, classifier)
+VARIANTS: dict[str, tuple[str, callable, str]] = {
+    "edges / svm": ("baseline", EdgeFeatures, "svm"),
+    "hog / svm": ("baseline", HOGFeatures, "svm"),
+    "lbp / svm": ("baseline", LBPFeatures, "svm"),
+    "combined / svm": ("baseline", combined_features, "svm"),
+    "edges / rf": ("baseline", EdgeFeatures, "rf"),
+    "edges, stretch / svm": ("normalisation", lambda: Normalized(EdgeFeatures(), "stretch"), "svm"),
+    "edges, clahe / svm": ("normalisation", lambda: Normalized(EdgeFeatures(), "clahe"), "svm"),
+    "edges, standardize / svm": ("normalisation", lambda: Normalized(EdgeFeatures(), "standardize"), "svm"),
+    "combined, clahe / svm": ("normalisation", lambda: Normalized(combined_features(), "clahe"), "svm"),
+    "combined, standardize / svm": ("normalisation", lambda: Normalized(combined_features(), "standardize"),
+                                    "svm"),
+    "edges, scales 1+0.5 / svm": ("scale", lambda: MultiScale(EdgeFeatures(), (1.0, 0.5)), "svm"),
+    "hog, scales 1+0.5 / svm": ("scale", lambda: MultiScale(HOGFeatures(), (1.0, 0.5)), "svm"),
+    "ridge / svm": ("line features", RidgeFeatures, "svm"),
+    "ridge / rf": ("line features", RidgeFeatures, "rf"),
+    "ridge, sigmas 1-8 / svm": ("line features", lambda: RidgeFeatures(sigmas=(1.0, 2.0, 4.0, 8.0)), "svm"),
+    "edges+ridge / svm": ("line features", lambda: _union(EdgeFeatures(), RidgeFeatures()), "svm"),
+    "edges+ridge, standardize / svm": ("combination", lambda: _union(Normalized(EdgeFeatures(), "standardize"),
+                                                                      RidgeFeatures()), "svm"),
+    "edges+ridge, clahe / svm": ("combination", lambda: _union(Normalized(EdgeFeatures(), "clahe"),
+                                                                RidgeFeatures()), "svm"),
+    "edges+ridge, standardize / rf": ("combination", lambda: _union(Normalized(EdgeFeatures(), "standardize"),
+                                                                     RidgeFeatures()), "rf"),
+}
+
+
+def _classifier(kind: str, seed: int):
+    if kind == "rf":
+        return RandomForestClassifier(n_estimators=300, class_weight="balanced", n_jobs=-1, random_state=seed)
+    return make_pipeline(StandardScaler(), SVC(C=10.0, gamma="scale", class_weight="balanced", random_state=seed))
+
+
+def _scores(clf, X) -> np.ndarray:
+    """A score whose threshold is the classifier's own: SVM decision 0, forest probability 0.5."""
+    if hasattr(clf, "decision_function"):
+        return clf.decision_function(X)
+    return clf.predict_proba(X)[:, 1] - 0.5
+
+
+def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: float = 0.002):
+    """Grey tiles of every UAV75 photograph with their truth and the photograph's split."""
+    from crackbench.imageio import read_image
+    from crackbench.scan import read_mask, tile_origins
+
+    splits = pd.read_csv(folder / "splits.csv").set_index("stem")["split"].to_dict()
+    tiles, truth, split = [], [], []
+    for photo in sorted((folder / "images").iterdir()):
+        gray = read_image(photo, mode="gray")
+        mask = read_mask(next((folder / "masks").glob(photo.stem + ".*")), gray.shape)
+        for y in tile_origins(gray.shape[0], tile, stride):
+            for x in tile_origins(gray.shape[1], tile, stride):
+                tiles.append(gray[y:y + tile, x:x + tile])
+                truth.append(int(mask[y:y + tile, x:x + tile].mean() >= min_fraction))
+                split.append(splits.get(photo.stem, "test"))
+    return tiles, np.array(truth), np.array(split)
+
+
+def _features_of_arrays(extractor, images, n_jobs=-1, chunk=256) -> np.ndarray:
+    parts = Parallel(n_jobs=n_jobs)(delayed(extractor.transform)(images[i:i + chunk])
+                                    for i in range(0, len(images), chunk))
+    return np.vstack(parts).astype(np.float32)
+
+
+def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, seed: int = 0,
+        group_by: str = SDNET_GROUPS, variants: list[str] | None = None, progress: bool = True) -> dict:
+    from crackbench.manifest import make_manifest, read_manifest
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "feature-cache"
+    frames = {}
+    for name, folder, groups in [("source", source, None), *((n, d, group_by) for n, d in targets.items())]:
+        manifest = out / "splits" / f"{name}.csv"
+        if not manifest.is_file():
+            make_manifest(folder, manifest, seed=seed, group_by=groups, progress=progress)
+        frames[name] = read_manifest(manifest)
+    uav_data = _uav_tiles(uav) if uav is not None else None
+    previous = json.loads((out / "transfer.json").read_text()) if (out / "transfer.json").is_file() else {}
+    done = {r["variant"]: r for r in previous.get("variants", [])}
+    rows = []
+    for name in variants or list(VARIANTS):
+        factor, factory, kind = VARIANTS[name]
+        if name in done:
+            rows.append(done[name])
+            continue
+        print(f"  {name} ...", file=sys.stderr)
+        extractor = factory()
+        start = time.perf_counter()
+        feats = {n: extract(f, extractor, cache_dir=cache, progress=progress) for n, f in frames.items()}
+        uav_X = _features_of_arrays(extractor, uav_data[0]) if uav_data else None
+        features_s = time.perf_counter() - start
+        src = frames["source"]
+        y_src = (src["label"] == "Positive").to_numpy(int)
+        train = (src["split"] == "train").to_numpy()
+        start = time.perf_counter()
+        clf = _classifier(kind, seed).fit(feats["source"][train], y_src[train])
+        fit_s = time.perf_counter() - start
+        row = {"variant": name, "factor": factor, "classifier": kind, "n_features": int(feats["source"].shape[1]),
+               "features_s": features_s, "fit_s": fit_s}
+        for n, frame in frames.items():
+            y = (frame["label"] == "Positive").to_numpy(int)
+            s = _scores(clf, feats[n])
+            for part in ("val", "test"):
+                sel = (frame["split"] == part).to_numpy()
+                if n == "source":
+                    row[f"source_{part}_accuracy"] = float(accuracy_score(y[sel], s[sel] >= 0))
+                else:
+                    row[f"{n}_{part}_ba"] = float(balanced_accuracy_score(y[sel], s[sel] >= 0))
+                    row[f"{n}_{part}_auc"] = float(roc_auc_score(y[sel], s[sel]))
+        if uav_data:
+            s = _scores(clf, uav_X)
+            for part in ("val", "test"):
+                sel = uav_data[2] == part
+                row[f"uav75_{part}_auc"] = float(roc_auc_score(uav_data[1][sel], s[sel]))
+                row[f"uav75_{part}_ba"] = float(balanced_accuracy_score(uav_data[1][sel], s[sel] >= 0))
+        rows.append(row)
+        result = {"source": str(source), "targets": {k: str(v) for k, v in targets.items()},
+                  "uav": str(uav) if uav else None, "seed": seed, "variants": rows}
+        write_json(out / "transfer.json", result)  # after every variant: an interrupted run resumes
+    result = {"source": str(source), "targets": {k: str(v) for k, v in targets.items()},
+              "uav": str(uav) if uav else None, "seed": seed, "variants": rows,
+              "sizes": {n: f["split"].value_counts().to_dict() for n, f in frames.items()},
+              "uav_tiles": ({p: int((uav_data[2] == p).sum()) for p in ("train", "val", "test")} if uav_data else {})}
+    result["chosen"] = choose(result)
+    write_json(out / "transfer.json", result)
+    return result
+
+
+def selection_score(row: dict, targets: list[str]) -> float:
+    """Mean of the targets' validation balanced accuracy and the UAV75 validation tile ROC-AUC."""
+    parts = [row[f"{t}_val_ba"] for t in targets] + ([row["uav75_val_auc"]] if "uav75_val_auc" in row else [])
+    return float(np.mean(parts))
+
+
+def choose(result: dict) -> str | None:
+    targets = list(result["targets"])
+    ok = [r for r in result["variants"] if r["source_val_accuracy"] >= MIN_SOURCE_VAL]
+    return max(ok, key=lambda r: selection_score(r, targets))["variant"] if ok else None
+
+
+def report(result: dict) -> str:
+    targets = list(result["targets"])
+    lines = [f"Trained on {result['source']} (train split), seed {result['seed']}. Validation columns choose; "
+             f"test columns report. BA = balanced accuracy at the classifier's own threshold.", ""]
+    head = ["variant", "factor", "source val acc", "source test acc"]
+    for t in targets:
+        head += [f"{t} val BA", f"{t} test BA", f"{t} test AUC"]
+    if result.get("uav"):
+        head += ["UAV75 val AUC", "UAV75 test AUC"]
+    head += ["selection score", "features (s)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for r in result["variants"]:
+        cells = [r["variant"] + (" **(chosen)**" if r["variant"] == result.get("chosen") else ""), r["factor"],
+                 f"{r['source_val_accuracy']:.4f}", f"{r['source_test_accuracy']:.4f}"]
+        for t in targets:
+            cells += [f"{r[f'{t}_val_ba']:.3f}", f"{r[f'{t}_test_ba']:.3f}", f"{r[f'{t}_test_auc']:.3f}"]
+        if result.get("uav"):
+            cells += [f"{r['uav75_val_auc']:.3f}", f"{r['uav75_test_auc']:.3f}"]
+        cells += [f"{selection_score(r, targets):.3f}", f"{r['features_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = list(result["targets"])
+    rows = result["variants"]
+    cols = [(f"{t}_test_ba", f"{t} test BA") for t in targets] + (
+        [("uav75_test_auc", "UAV75 test tile AUC")] if result.get("uav") else [])
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.6))
+    y = np.arange(len(rows))
+    h = 0.8 / len(cols)
+    for i, (key, label) in enumerate(cols):
+        ax.barh(y + i * h, [r[key] for r in rows], height=h, label=label)
+    ax.set_yticks(y + h * (len(cols) - 1) / 2,
+                  [r["variant"] + (" (chosen)" if r["variant"] == result.get("chosen") else "") for r in rows],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+    ax.axvline(0.8, color="black", lw=0.8, ls="--")
+    ax.set_xlim(0.3, 1.0)
+    ax.set_xlabel("out-of-domain test score (0.5 = chance; dashed: the 0.80 aim)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Trained on {Path(result['source']).name} only", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crackbench.benchmarks.transfer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, required=True, help="training dataset folder")
+    parser.add_argument("--target", action="append", default=[], metavar="NAME=DIR", help="out-of-domain dataset")
+    parser.add_argument("--uav", type=Path, help="a UAV75-style folder (images/, masks/, splits.csv)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--group-by", default=SDNET_GROUPS, help="photo-id regex for the targets' splits")
+    parser.add_argument("--variants", help="comma-separated subset of the variant names")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from .matrix import parse_named
+
+    targets = dict(parse_named(t) for t in args.target)
+    for folder in [args.source, *targets.values(), *([args.uav] if args.uav else [])]:
+        if not Path(folder).is_dir():
+            print(f"error: {folder}: no such folder", file=sys.stderr)
+            return 1
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+    unknown = sorted(set(variants or []) - set(VARIANTS))
+    if unknown:
+        print(f"error: unknown variants {unknown}; known: {list(VARIANTS)}", file=sys.stderr)
+        return 1
+    result = run(args.source, targets, args.uav, args.out, seed=args.seed, group_by=args.group_by,
+                 variants=variants)
+    text = report(result)
+    (args.out / "transfer.md").write_text(text)
+    figure(result, args.out / "figures" / "transfer.png")
+    print(text)
+    print(f"chosen on validation data: {result['chosen']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
