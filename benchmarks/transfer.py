@@ -39,6 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from crackbench.features import (
+    Augmented,
     EdgeFeatures,
     HOGFeatures,
     LBPFeatures,
@@ -60,8 +61,8 @@ def _union(*parts):
     return FeatureUnion([(type(p).__name__, p) for p in parts], verbose_feature_names_out=False)
 
 
-# name -> (factor studied, extractor factory, classifier)
-VARIANTS: dict[str, tuple[str, callable, str]] = {
+# name -> (factor studied, extractor factory, classifier[, training-image augmentation])
+VARIANTS: dict[str, tuple] = {
     "edges / svm": ("baseline", EdgeFeatures, "svm"),
     "hog / svm": ("baseline", HOGFeatures, "svm"),
     "lbp / svm": ("baseline", LBPFeatures, "svm"),
@@ -85,7 +86,23 @@ VARIANTS: dict[str, tuple[str, callable, str]] = {
                                                                 RidgeFeatures()), "svm"),
     "edges+ridge, standardize / rf": ("combination", lambda: _union(Normalized(EdgeFeatures(), "standardize"),
                                                                      RidgeFeatures()), "rf"),
+    "lbp+ridge / svm": ("combination", lambda: _union(LBPFeatures(), RidgeFeatures()), "svm"),
+    "ridge / svm, train + zoomed-out copies": ("augmentation", RidgeFeatures, "svm", "zoom"),
+    "ridge / svm, train + faint copies": ("augmentation", RidgeFeatures, "svm", "faint"),
+    "edges+ridge / svm, train + zoomed-out copies": ("augmentation", lambda: _union(EdgeFeatures(), RidgeFeatures()),
+                                                     "svm", "zoom"),
+    "edges+ridge / svm, train + faint copies": ("augmentation", lambda: _union(EdgeFeatures(), RidgeFeatures()),
+                                                "svm", "faint"),
+    "edges+ridge / svm, train + zoomed-out faint copies": ("augmentation",
+                                                           lambda: _union(EdgeFeatures(), RidgeFeatures()), "svm",
+                                                           "zoom+faint"),
+    "edges+ridge / rf, train + zoomed-out copies": ("augmentation", lambda: _union(EdgeFeatures(), RidgeFeatures()),
+                                                    "rf", "zoom"),
 }
+
+
+# name -> CNN model kind, trained through the registry like `crackbench train`
+CNN_VARIANTS = {"cnn (flips, quarter turns)": "cnn", "cnn-aug (+ colour, blur, noise, JPEG, zoom-out)": "cnn-aug"}
 
 
 def _classifier(kind: str, seed: int):
@@ -101,16 +118,16 @@ def _scores(clf, X) -> np.ndarray:
     return clf.predict_proba(X)[:, 1] - 0.5
 
 
-def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: float = 0.002):
-    """Grey tiles of every UAV75 photograph with their truth and the photograph's split."""
+def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: float = 0.002, mode: str = "gray"):
+    """Tiles (``mode`` grey or rgb) of every UAV75 photograph with their truth and the photograph's split."""
     from crackbench.imageio import read_image
     from crackbench.scan import read_mask, tile_origins
 
     splits = pd.read_csv(folder / "splits.csv").set_index("stem")["split"].to_dict()
     tiles, truth, split = [], [], []
     for photo in sorted((folder / "images").iterdir()):
-        gray = read_image(photo, mode="gray")
-        mask = read_mask(next((folder / "masks").glob(photo.stem + ".*")), gray.shape)
+        gray = read_image(photo, mode=mode)
+        mask = read_mask(next((folder / "masks").glob(photo.stem + ".*")), gray.shape[:2])
         for y in tile_origins(gray.shape[0], tile, stride):
             for x in tile_origins(gray.shape[1], tile, stride):
                 tiles.append(gray[y:y + tile, x:x + tile])
@@ -125,8 +142,16 @@ def _features_of_arrays(extractor, images, n_jobs=-1, chunk=256) -> np.ndarray:
     return np.vstack(parts).astype(np.float32)
 
 
+def _header(source, targets, uav, seed) -> dict:
+    from crackbench import __version__
+
+    return {"crackbench": __version__, "source": str(source), "targets": {k: str(v) for k, v in targets.items()},
+            "uav": str(uav) if uav else None, "seed": seed}
+
+
 def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, seed: int = 0,
-        group_by: str = SDNET_GROUPS, variants: list[str] | None = None, progress: bool = True) -> dict:
+        group_by: str = SDNET_GROUPS, variants: list[str] | None = None, cnn: bool = False,
+        progress: bool = True) -> dict:
     from crackbench.manifest import make_manifest, read_manifest
 
     out.mkdir(parents=True, exist_ok=True)
@@ -141,11 +166,16 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     previous = json.loads((out / "transfer.json").read_text()) if (out / "transfer.json").is_file() else {}
     done = {r["variant"]: r for r in previous.get("variants", [])}
     rows = []
-    for name in variants or list(VARIANTS):
-        factor, factory, kind = VARIANTS[name]
+    for name in variants or [*VARIANTS, *(CNN_VARIANTS if cnn else [])]:
         if name in done:
             rows.append(done[name])
             continue
+        if name in CNN_VARIANTS:
+            print(f"  {name} ...", file=sys.stderr)
+            rows.append(_cnn_row(name, CNN_VARIANTS[name], frames, out, uav, seed, progress))
+            write_json(out / "transfer.json", {**_header(source, targets, uav, seed), "variants": rows})
+            continue
+        factor, factory, kind, *augment = VARIANTS[name]
         print(f"  {name} ...", file=sys.stderr)
         extractor = factory()
         start = time.perf_counter()
@@ -156,37 +186,80 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
         y_src = (src["label"] == "Positive").to_numpy(int)
         train = (src["split"] == "train").to_numpy()
         start = time.perf_counter()
-        clf = _classifier(kind, seed).fit(feats["source"][train], y_src[train])
+        X_fit, y_fit = feats["source"][train], y_src[train]
+        if augment:  # as pipelines.train_classical does for a spec with `augment`
+            copies = extract(src[train], Augmented(extractor, augment[0]), cache_dir=cache, progress=progress)
+            X_fit = np.vstack([X_fit, copies])
+            y_fit = np.concatenate([y_fit, y_fit])
+        clf = _classifier(kind, seed).fit(X_fit, y_fit)
         fit_s = time.perf_counter() - start
         row = {"variant": name, "factor": factor, "classifier": kind, "n_features": int(feats["source"].shape[1]),
-               "features_s": features_s, "fit_s": fit_s}
-        for n, frame in frames.items():
-            y = (frame["label"] == "Positive").to_numpy(int)
-            s = _scores(clf, feats[n])
-            for part in ("val", "test"):
-                sel = (frame["split"] == part).to_numpy()
-                if n == "source":
-                    row[f"source_{part}_accuracy"] = float(accuracy_score(y[sel], s[sel] >= 0))
-                else:
-                    row[f"{n}_{part}_ba"] = float(balanced_accuracy_score(y[sel], s[sel] >= 0))
-                    row[f"{n}_{part}_auc"] = float(roc_auc_score(y[sel], s[sel]))
-        if uav_data:
-            s = _scores(clf, uav_X)
-            for part in ("val", "test"):
-                sel = uav_data[2] == part
-                row[f"uav75_{part}_auc"] = float(roc_auc_score(uav_data[1][sel], s[sel]))
-                row[f"uav75_{part}_ba"] = float(balanced_accuracy_score(uav_data[1][sel], s[sel] >= 0))
+               "features_s": features_s, "fit_s": fit_s,
+               **_score_all(frames, {n: _scores(clf, X) for n, X in feats.items()}, uav_data,
+                            _scores(clf, uav_X) if uav_data else None)}
         rows.append(row)
-        result = {"source": str(source), "targets": {k: str(v) for k, v in targets.items()},
-                  "uav": str(uav) if uav else None, "seed": seed, "variants": rows}
-        write_json(out / "transfer.json", result)  # after every variant: an interrupted run resumes
-    result = {"source": str(source), "targets": {k: str(v) for k, v in targets.items()},
-              "uav": str(uav) if uav else None, "seed": seed, "variants": rows,
+        # after every variant: an interrupted run resumes
+        write_json(out / "transfer.json", {**_header(source, targets, uav, seed), "variants": rows})
+    result = {**_header(source, targets, uav, seed), "variants": rows,
               "sizes": {n: f["split"].value_counts().to_dict() for n, f in frames.items()},
               "uav_tiles": ({p: int((uav_data[2] == p).sum()) for p in ("train", "val", "test")} if uav_data else {})}
     result["chosen"] = choose(result)
     write_json(out / "transfer.json", result)
     return result
+
+
+def _score_all(frames: dict, scores: dict, uav_data, uav_scores) -> dict:
+    """Source accuracy, targets' balanced accuracy and ROC-AUC (val and test), UAV75 tile ROC-AUC
+    and balanced accuracy (val and test), from scores thresholded at 0."""
+    row = {}
+    for n, frame in frames.items():
+        y = (frame["label"] == "Positive").to_numpy(int)
+        s = scores[n]
+        for part in ("val", "test"):
+            sel = (frame["split"] == part).to_numpy()
+            if n == "source":
+                row[f"source_{part}_accuracy"] = float(accuracy_score(y[sel], s[sel] >= 0))
+            else:
+                row[f"{n}_{part}_ba"] = float(balanced_accuracy_score(y[sel], s[sel] >= 0))
+                row[f"{n}_{part}_auc"] = float(roc_auc_score(y[sel], s[sel]))
+        if n != "source":  # what a user with the target's labelled validation part could do
+            val, test = (frame["split"] == "val").to_numpy(), (frame["split"] == "test").to_numpy()
+            cut = _best_threshold(y[val], s[val])
+            row[f"{n}_test_ba_own_threshold"] = float(balanced_accuracy_score(y[test], s[test] >= cut))
+    if uav_data:
+        for part in ("val", "test"):
+            sel = uav_data[2] == part
+            row[f"uav75_{part}_auc"] = float(roc_auc_score(uav_data[1][sel], uav_scores[sel]))
+            row[f"uav75_{part}_ba"] = float(balanced_accuracy_score(uav_data[1][sel], uav_scores[sel] >= 0))
+    return row
+
+
+def _best_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    """The score threshold with the highest balanced accuracy on (y, s): midway between neighbours."""
+    cuts = np.unique(s)
+    cuts = np.concatenate([[cuts[0] - 1], (cuts[:-1] + cuts[1:]) / 2, [cuts[-1] + 1]])
+    best = max(cuts, key=lambda c: balanced_accuracy_score(y, s >= c))
+    return float(best)
+
+
+def _cnn_row(name: str, kind: str, frames: dict, out: Path, uav: Path | None, seed: int, progress: bool) -> dict:
+    """Train CNN kind ``kind`` on the source's split and score it like the feature variants."""
+    from crackbench.registry import TrainOptions, train_model
+
+    start = time.perf_counter()
+    model = train_model(kind, frames["source"], out / "models" / f"{kind}.keras",
+                        TrainOptions(seed=seed, progress=progress))
+    fit_s = time.perf_counter() - start
+    scores = {}
+    for n, frame in frames.items():
+        s = np.full(len(frame), np.nan)
+        sel = frame["split"].isin(["val", "test"]).to_numpy()
+        s[sel] = model.predict_proba(list(frame["path"][sel]))[:, 1] - 0.5
+        scores[n] = s
+    uav_data = _uav_tiles(uav, mode="rgb") if uav is not None else None
+    uav_scores = model.predict_proba(uav_data[0])[:, 1] - 0.5 if uav_data else None
+    return {"variant": name, "factor": "cnn", "classifier": kind, "n_features": 0, "features_s": 0.0,
+            "fit_s": fit_s, **_score_all(frames, scores, uav_data, uav_scores)}
 
 
 def selection_score(row: dict, targets: list[str]) -> float:
@@ -265,26 +338,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-by", default=SDNET_GROUPS, help="photo-id regex for the targets' splits")
     parser.add_argument("--variants", help="comma-separated subset of the variant names")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cnn", action="store_true", help="also train and score the CNN variants (TensorFlow)")
     args = parser.parse_args(argv)
     from .matrix import parse_named
 
-    targets = dict(parse_named(t) for t in args.target)
+    targets = {k: Path(v) for k, v in parse_named(args.target, "--target").items()}
     for folder in [args.source, *targets.values(), *([args.uav] if args.uav else [])]:
         if not Path(folder).is_dir():
             print(f"error: {folder}: no such folder", file=sys.stderr)
             return 1
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
-    unknown = sorted(set(variants or []) - set(VARIANTS))
+    unknown = sorted(set(variants or []) - set(VARIANTS) - set(CNN_VARIANTS))
     if unknown:
         print(f"error: unknown variants {unknown}; known: {list(VARIANTS)}", file=sys.stderr)
         return 1
     result = run(args.source, targets, args.uav, args.out, seed=args.seed, group_by=args.group_by,
-                 variants=variants)
+                 variants=variants, cnn=args.cnn)
     text = report(result)
     (args.out / "transfer.md").write_text(text)
     figure(result, args.out / "figures" / "transfer.png")
     print(text)
     print(f"chosen on validation data: {result['chosen']}")
+    print(f"wrote {args.out / 'transfer.json'}, {args.out / 'transfer.md'}, {args.out / 'figures' / 'transfer.png'}")
     return 0
 
 

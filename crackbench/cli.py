@@ -630,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_features_list)
     p = fsub.add_parser("extract", help="compute one feature set for every manifest row")
     p.add_argument("--manifest", required=True, help="split manifest CSV (crackbench data split)")
-    p.add_argument("--set", required=True, choices=["hog", "lbp", "edges", "combined", "ridge"], help="feature set")
+    p.add_argument("--set", required=True, choices=["hog", "lbp", "edges", "combined", "ridge", "robust"],
+                   help="feature set (crackbench features list)")
     p.add_argument("--out", required=True, help="output .parquet or .npz")
     _add_scheduler_option(p)
     _add_cache_options(p)

@@ -6,12 +6,23 @@ Kernel functions (plain arrays in and out, scikit-image style): :func:`hog`,
 (their FeatureUnion). :func:`extract` runs any of them over files in parallel with a cache.
 """
 
+from ._augment import augment_image
 from ._edges import edge_feature_names, edge_features
 from ._hog import hog, hog_output_length
 from ._lbp import local_binary_pattern
 from ._ridge import normalize_image, ridge_feature_names, ridge_features, ridge_response
 from .batch import FeatureCache, extract, extractor_key
-from .estimators import EdgeFeatures, HOGFeatures, LBPFeatures, MultiScale, Normalized, RidgeFeatures, combined_features
+from .estimators import (
+    Augmented,
+    EdgeFeatures,
+    HOGFeatures,
+    LBPFeatures,
+    MultiScale,
+    Normalized,
+    RidgeFeatures,
+    combined_features,
+    robust_features,
+)
 
 FEATURE_SETS = {
     "hog": (HOGFeatures, "Histogram of Oriented Gradients on a 128x128 resize (Dalal & Triggs 2005)"),
@@ -19,6 +30,7 @@ FEATURE_SETS = {
     "edges": (EdgeFeatures, "Canny density, Sobel magnitude/orientation, dark-line (black-hat), intensity"),
     "combined": (combined_features, "hog + lbp + edges (FeatureUnion)"),
     "ridge": (RidgeFeatures, "multi-scale dark-line (Hessian) strength and line lengths, contrast-normalised"),
+    "robust": (robust_features, "edges + ridge (FeatureUnion): chosen for transfer to other surfaces"),
 }
 
 
@@ -33,6 +45,7 @@ def make_feature_set(name: str):
 
 __all__ = [
     "FEATURE_SETS",
+    "Augmented",
     "EdgeFeatures",
     "FeatureCache",
     "HOGFeatures",
@@ -40,6 +53,7 @@ __all__ = [
     "MultiScale",
     "Normalized",
     "RidgeFeatures",
+    "augment_image",
     "combined_features",
     "edge_feature_names",
     "edge_features",
@@ -53,4 +67,5 @@ __all__ = [
     "ridge_feature_names",
     "ridge_features",
     "ridge_response",
+    "robust_features",
 ]

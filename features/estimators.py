@@ -14,14 +14,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import FeatureUnion
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from ._augment import AUGMENTATIONS, augment_image
 from ._edges import edge_feature_names, edge_features
 from ._hog import hog, hog_output_length
 from ._lbp import _padded, lbp_codes, lbp_uniform_hist, local_binary_pattern, n_lbp_codes
 from ._ridge import normalize_image, ridge_feature_names, ridge_features
 from ._validation import check_images
 
-__all__ = ["EdgeFeatures", "HOGFeatures", "LBPFeatures", "MultiScale", "Normalized", "RidgeFeatures",
-           "combined_features"]
+__all__ = ["Augmented", "EdgeFeatures", "HOGFeatures", "LBPFeatures", "MultiScale", "Normalized", "RidgeFeatures",
+           "combined_features", "robust_features"]
 
 
 class _Stateless(TransformerMixin, BaseEstimator):
@@ -259,6 +260,27 @@ class Normalized(_Wrapper):
         return self.features.get_feature_names_out()
 
 
+class Augmented(_Wrapper):
+    """``features`` of augmented copies of the images (:func:`crackbench.features.augment_image`):
+    how the classical pipelines add training images that look as from another camera. Used only
+    while training; a trained pipeline never augments."""
+
+    _parameter_constraints: dict = {
+        "features": [HasMethods(["transform"])],
+        "how": [StrOptions(set(AUGMENTATIONS))],
+    }
+
+    def __init__(self, features, how="zoom"):
+        self.features = features
+        self.how = how
+
+    def transform(self, X) -> np.ndarray:
+        return self.features.transform([augment_image(img, self.how) for img in check_images(X)])
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return self.features.get_feature_names_out()
+
+
 class MultiScale(_Wrapper):
     """``features`` of each image at several scales, side by side: at ``0.5`` the image is first
     shrunk to half its size (area averaging), so a crack twice as wide as in training looks as it
@@ -296,3 +318,10 @@ def combined_features(n_jobs: int | None = None) -> FeatureUnion:
         verbose_feature_names_out=False,
     )
 
+
+
+def robust_features(n_jobs: int | None = None) -> FeatureUnion:
+    """Edge statistics + ridge (thin dark line) features: the set that transferred best from the
+    Özgenel patches to other concrete surfaces among those measured (docs/studies/transfer.md)."""
+    return FeatureUnion([("edges", EdgeFeatures()), ("ridge", RidgeFeatures())], n_jobs=n_jobs,
+                        verbose_feature_names_out=False)

@@ -32,6 +32,8 @@ class PipelineSpec:
     description: str
     pca: int | None = None
     grid: dict = field(default_factory=dict)
+    #: add an augmented copy of every training image (crackbench.features.augment_image), or None
+    augment: str | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -64,6 +66,13 @@ _SPECS = [
                  pca=64, grid=_svm_grid()),
     PipelineSpec("combined-rf", "combined", "rf", "HOG+LBP+edges -> random forest (300 trees)",
                  grid=_rf_grid()),
+]
+_SPECS += [
+    PipelineSpec("robust-svm", "robust", "svm", "edge statistics + ridge (thin dark line) features -> standardise "
+                 "-> RBF SVM, trained with zoomed-out copies; chosen for transfer to other surfaces",
+                 grid={"clf__C": [1.0, 10.0, 100.0]}, augment="zoom"),
+    PipelineSpec("robust-rf", "robust", "rf", "edge statistics + ridge (thin dark line) features -> random forest "
+                 "(300 trees), trained with zoomed-out copies", grid=_rf_grid(), augment="zoom"),
 ]
 PIPELINES: dict[str, PipelineSpec] = {s.name: s for s in _SPECS}
 

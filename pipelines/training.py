@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from crackbench import __version__
 from crackbench.dataset import DataError
-from crackbench.features import extract
+from crackbench.features import Augmented, extract
 from crackbench.features.batch import _fingerprint
 from crackbench.files import exit_with_parent
 from crackbench.manifest import read_manifest
@@ -102,6 +102,12 @@ def train_classical(
                        cache_dir=cache_dir, progress=progress)
     timings["features_s"] = time.perf_counter() - start
     X_train, X_val = features[: len(train)], features[len(train):]
+    if spec.augment:  # an augmented copy of every training image, never of val (which chooses)
+        start = time.perf_counter()
+        X_train = np.vstack([X_train, extract(train, Augmented(pipe.named_steps["features"], spec.augment),
+                                              n_jobs=n_jobs, cache_dir=cache_dir, progress=progress)])
+        y_train = np.concatenate([y_train, y_train])
+        timings["augment_s"] = time.perf_counter() - start
 
     tail = pipe[1:]
     start = time.perf_counter()
@@ -143,6 +149,7 @@ def train_classical(
         "manifest_sha256": manifest_sha256(manifest),
         "seed": seed,
         "n_train": len(train),
+        "train_augmentation": spec.augment,
         "n_val": len(val),
         "val_metrics": quick_metrics(y_val, val_proba),
         "timings": timings,

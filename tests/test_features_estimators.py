@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from crackbench.features import (
     FEATURE_SETS,
+    Augmented,
     EdgeFeatures,
     HOGFeatures,
     LBPFeatures,
@@ -114,7 +115,7 @@ def test_feature_union_names_and_pipeline_grid_search():
 
 
 def test_feature_set_registry():
-    assert set(FEATURE_SETS) == {"hog", "lbp", "edges", "combined", "ridge"}
+    assert set(FEATURE_SETS) == {"hog", "lbp", "edges", "combined", "ridge", "robust"}
     assert isinstance(make_feature_set("combined"), FeatureUnion)
     with pytest.raises(ValueError, match="unknown feature set"):
         make_feature_set("sift")
@@ -136,7 +137,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
 
 
 ALL_EXTRACTORS = [HOGFeatures(), LBPFeatures(), EdgeFeatures(), RidgeFeatures(), Normalized(EdgeFeatures(), "clahe"),
-                  MultiScale(LBPFeatures(), (1.0, 0.5))]
+                  MultiScale(LBPFeatures(), (1.0, 0.5)), Augmented(EdgeFeatures(), "zoom")]
 
 
 @pytest.mark.parametrize("check_name", _SKLEARN_DATA_FREE_CHECKS)

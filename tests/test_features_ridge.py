@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 from crackbench.features import (
+    Augmented,
     EdgeFeatures,
     LBPFeatures,
     MultiScale,
     Normalized,
+    augment_image,
     normalize_image,
     ridge_feature_names,
     ridge_features,
@@ -76,3 +78,18 @@ def test_wrappers_compose_with_the_extractors():
     half = [cv2.resize(im, (48, 48), interpolation=cv2.INTER_AREA) for im in stack]
     np.testing.assert_array_equal(out[:, out.shape[1] // 2:], LBPFeatures().transform(half))
     assert m.get_feature_names_out()[-1].endswith("_s0.5") and out.shape[1] == len(m.get_feature_names_out())
+
+
+def test_augmented_copies_look_farther_away_and_fainter():
+    img = np.full((100, 100), 180, np.uint8)
+    img[:, 40:48] = 40  # a vertical crack 8 px wide
+    zoom = augment_image(img, "zoom")
+    assert zoom.shape == img.shape and zoom.dtype == np.uint8
+    dark = (zoom[50] < 110).sum()
+    assert dark == 8  # two mirrored cracks of 4 px: half as wide, twice as many
+    faint = augment_image(img, "faint")
+    assert int(faint.max()) - int(faint.min()) == pytest.approx((180 - 40) / 2, abs=1)
+    both = Augmented(EdgeFeatures(), "zoom+faint").transform([img])
+    np.testing.assert_array_equal(both, EdgeFeatures().transform([augment_image(img, "zoom+faint")]))
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment_image(img, "rotate")

@@ -57,6 +57,16 @@ def test_every_pipeline_beats_chance_and_the_best_exceeds_90(trained, synth_mani
     assert max(accuracy.values()) > 0.90, accuracy
 
 
+def test_augmented_pipelines_train_on_twice_the_rows_and_never_augment_when_predicting(trained):
+    robust = trained["robust-svm"]
+    assert robust.metadata["train_augmentation"] == "zoom"
+    assert trained["edges-svm"].metadata["train_augmentation"] is None
+    svm = robust.pipeline[-1].calibrated_classifiers_[0].estimator.estimator
+    n_columns = len(robust.pipeline.named_steps["features"].get_feature_names_out())  # edges + ridge
+    assert svm.shape_fit_ == (2 * robust.metadata["n_train"], n_columns)
+    assert type(robust.pipeline.named_steps["features"]).__name__ == "FeatureUnion"  # no Augmented step inside
+
+
 def test_metadata_and_train_only_policy(trained, synth_manifest):
     meta = trained["lbp-svm"].metadata
     assert meta["classes"] == ["Negative", "Positive"] and meta["positive_class"] == "Positive"
@@ -73,7 +83,7 @@ def test_same_seed_same_model(trained, synth_manifest, cache):
     np.testing.assert_array_equal(again.predict_proba(paths), trained["combined-svm"].predict_proba(paths))
 
 
-@pytest.mark.parametrize("name", ["hog-svm", "edges-rf", "combined-svm", "hog-linsvm"])
+@pytest.mark.parametrize("name", ["hog-svm", "edges-rf", "combined-svm", "hog-linsvm", "robust-svm"])
 def test_save_load_identical_predictions(trained, synth_manifest, tmp_path, name):
     paths, _ = _test_split(synth_manifest)
     path = save_model(trained[name], tmp_path / f"{name}.skops")
