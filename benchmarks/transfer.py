@@ -98,7 +98,14 @@ VARIANTS: dict[str, tuple] = {
                                                            "zoom+faint"),
     "edges+ridge / rf, train + zoomed-out copies": ("augmentation", lambda: _union(EdgeFeatures(), RidgeFeatures()),
                                                     "rf", "zoom"),
+    "edges+ridge at half size / svm, train + zoomed-out copies": (
+        "speed", lambda: _union(EdgeFeatures(), MultiScale(RidgeFeatures(), (0.5,))), "svm", "zoom"),
+    "edges+ridge at half size, sigmas 0.5-2 / svm, train + zoomed-out copies": (
+        "speed", lambda: _union(EdgeFeatures(), MultiScale(RidgeFeatures(sigmas=(0.5, 1.0, 2.0)), (0.5,))), "svm",
+        "zoom"),
 }
+#: the selection's latency limit: at most this many times the feature time of this variant's family
+LATENCY_BASELINE, MAX_LATENCY_RATIO = "edges / svm", 2.0
 
 
 # name -> CNN model kind, trained through the registry like `crackbench train`
@@ -136,6 +143,22 @@ def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: fl
     return tiles, np.array(truth), np.array(split)
 
 
+def feature_ms(extractor, images: list, rounds: int = 3) -> float:
+    """Median over ``rounds`` of the mean milliseconds to compute one image's features alone, on
+    one thread (how a single image is served); ``images`` are decoded grey patches."""
+    from threadpoolctl import threadpool_limits
+
+    times = []
+    with threadpool_limits(1):
+        extractor.transform(images[:2])  # warm-up (numba, OpenCV)
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for img in images:
+                extractor.transform([img])
+            times.append((time.perf_counter() - start) / len(images) * 1000)
+    return float(np.median(times))
+
+
 def _features_of_arrays(extractor, images, n_jobs=-1, chunk=256) -> np.ndarray:
     parts = Parallel(n_jobs=n_jobs)(delayed(extractor.transform)(images[i:i + chunk])
                                     for i in range(0, len(images), chunk))
@@ -165,9 +188,14 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     uav_data = _uav_tiles(uav) if uav is not None else None
     previous = json.loads((out / "transfer.json").read_text()) if (out / "transfer.json").is_file() else {}
     done = {r["variant"]: r for r in previous.get("variants", [])}
+    from crackbench.imageio import read_image
+
+    timing_images = [read_image(p, mode="gray") for p in frames["source"]["path"][:100]]
     rows = []
     for name in variants or [*VARIANTS, *(CNN_VARIANTS if cnn else [])]:
         if name in done:
+            if "feature_ms" not in done[name] and name in VARIANTS:
+                done[name]["feature_ms"] = feature_ms(VARIANTS[name][1](), timing_images)
             rows.append(done[name])
             continue
         if name in CNN_VARIANTS:
@@ -194,7 +222,7 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
         clf = _classifier(kind, seed).fit(X_fit, y_fit)
         fit_s = time.perf_counter() - start
         row = {"variant": name, "factor": factor, "classifier": kind, "n_features": int(feats["source"].shape[1]),
-               "features_s": features_s, "fit_s": fit_s,
+               "features_s": features_s, "fit_s": fit_s, "feature_ms": feature_ms(extractor, timing_images),
                **_score_all(frames, {n: _scores(clf, X) for n, X in feats.items()}, uav_data,
                             _scores(clf, uav_X) if uav_data else None)}
         rows.append(row)
@@ -269,8 +297,14 @@ def selection_score(row: dict, targets: list[str]) -> float:
 
 
 def choose(result: dict) -> str | None:
+    """The variant with the best :func:`selection_score` among the feature variants with source
+    validation accuracy >= MIN_SOURCE_VAL whose one-image feature time is at most
+    MAX_LATENCY_RATIO times the LATENCY_BASELINE's."""
     targets = list(result["targets"])
-    ok = [r for r in result["variants"] if r["source_val_accuracy"] >= MIN_SOURCE_VAL]
+    rows = {r["variant"]: r for r in result["variants"]}
+    limit = MAX_LATENCY_RATIO * rows[LATENCY_BASELINE]["feature_ms"] if LATENCY_BASELINE in rows else float("inf")
+    ok = [r for r in result["variants"] if r["source_val_accuracy"] >= MIN_SOURCE_VAL
+          and r.get("feature_ms", float("inf")) <= limit]
     return max(ok, key=lambda r: selection_score(r, targets))["variant"] if ok else None
 
 
@@ -283,7 +317,7 @@ def report(result: dict) -> str:
         head += [f"{t} val BA", f"{t} test BA", f"{t} test AUC"]
     if result.get("uav"):
         head += ["UAV75 val AUC", "UAV75 test AUC"]
-    head += ["selection score", "features (s)"]
+    head += ["selection score", "feature ms / image"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for r in result["variants"]:
         cells = [r["variant"] + (" **(chosen)**" if r["variant"] == result.get("chosen") else ""), r["factor"],
@@ -292,7 +326,7 @@ def report(result: dict) -> str:
             cells += [f"{r[f'{t}_val_ba']:.3f}", f"{r[f'{t}_test_ba']:.3f}", f"{r[f'{t}_test_auc']:.3f}"]
         if result.get("uav"):
             cells += [f"{r['uav75_val_auc']:.3f}", f"{r['uav75_test_auc']:.3f}"]
-        cells += [f"{selection_score(r, targets):.3f}", f"{r['features_s']:.0f}"]
+        cells += [f"{selection_score(r, targets):.3f}", f"{r['feature_ms']:.2f}" if "feature_ms" in r else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -336,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uav", type=Path, help="a UAV75-style folder (images/, masks/, splits.csv)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--group-by", default=SDNET_GROUPS, help="photo-id regex for the targets' splits")
-    parser.add_argument("--variants", help="comma-separated subset of the variant names")
+    parser.add_argument("--variant", action="append", help="run only this variant (repeatable; default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cnn", action="store_true", help="also train and score the CNN variants (TensorFlow)")
     args = parser.parse_args(argv)
@@ -347,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(folder).is_dir():
             print(f"error: {folder}: no such folder", file=sys.stderr)
             return 1
-    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+    variants = args.variant
     unknown = sorted(set(variants or []) - set(VARIANTS) - set(CNN_VARIANTS))
     if unknown:
         print(f"error: unknown variants {unknown}; known: {list(VARIANTS)}", file=sys.stderr)

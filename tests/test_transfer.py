@@ -1,0 +1,46 @@
+"""The transfer study script on generated data: every variant scored on the same parts, the choice
+made on validation columns only, the report and figure written."""
+
+import json
+
+import pandas as pd
+
+from crackbench.benchmarks import transfer
+from crackbench.synthetic import make_synthetic_dataset, make_synthetic_photos
+
+VARIANTS = ["edges / svm", "ridge / rf", "edges+ridge / svm, train + zoomed-out copies"]
+
+
+def test_transfer_study_on_generated_data(synth_dir, tmp_path, capsys):
+    target = make_synthetic_dataset(tmp_path / "target", 160, seed=7, size=128, progress=False)
+    uav = make_synthetic_photos(tmp_path / "uav", n=4, seed=2, width=640, height=512)
+    pd.DataFrame({"stem": [f"photo-{i:03d}" for i in range(4)], "split": ["val", "val", "test", "test"]}).to_csv(
+        uav / "splits.csv", index=False)
+    out = tmp_path / "study"
+    args = ["--source", str(synth_dir), "--target", f"other={target}", "--uav", str(uav), "--out", str(out),
+            "--group-by", r"^(\d{4})", *(a for v in VARIANTS for a in ("--variant", v))]
+    assert transfer.main(args) == 0
+    result = json.loads((out / "transfer.json").read_text())
+    assert [r["variant"] for r in result["variants"]] == VARIANTS
+    for r in result["variants"]:
+        for key in ("source_val_accuracy", "source_test_accuracy", "other_val_ba", "other_test_ba", "other_test_auc",
+                    "other_test_ba_own_threshold", "uav75_val_auc", "uav75_test_auc", "feature_ms"):
+            assert 0 <= r[key] <= (1 if key != "feature_ms" else 1000), (r["variant"], key, r[key])
+    # the choice uses validation columns only: changing every test column leaves it where it was
+    tampered = {**result, "variants": [{**r, **{k: 1 - v for k, v in r.items() if "_test_" in k}}
+                                       for r in result["variants"]]}
+    assert transfer.choose(tampered) == result["chosen"]
+    assert (out / "figures" / "transfer.png").stat().st_size > 10_000
+    text = (out / "transfer.md").read_text()
+    assert all(v in text for v in VARIANTS) and "other test BA" in text
+    # a rerun reuses every finished row
+    assert transfer.main(args) == 0
+    assert json.loads((out / "transfer.json").read_text())["variants"] == result["variants"]
+    assert "chosen on validation data" in capsys.readouterr().out
+
+
+def test_unknown_variant_and_missing_folder_are_one_line_errors(tmp_path, capsys):
+    assert transfer.main(["--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    assert transfer.main(["--source", str(tmp_path), "--out", str(tmp_path / "o"), "--variant", "magic"]) == 1
+    assert "unknown variants" in capsys.readouterr().err
