@@ -173,7 +173,8 @@ def train_cnn(
     that half; the returned model is those weights, and ``metadata["best_epoch"]`` names that
     epoch (``checkpoint.keras`` may hold an earlier one). ``augment`` applies
     random flips and quarter turns to training images (never to val or test); ``"field"`` adds
-    colour, blur, noise, JPEG and zoom-out changes (the ``cnn-aug`` model, named ``name``). ``learning_rate``
+    colour, blur, noise, JPEG and zoom-out changes (measured in docs/studies/transfer.md:
+    it did not help out of domain). ``name`` is the model's name in its metadata. ``learning_rate``
     3e-4 rather than Adam's 1e-3: at 1e-3 the loss spikes and training collapses on the synthetic
     set, and on the real sample it stops lower. Both choices were measured on val (docs/studies/cnn.md).
     """

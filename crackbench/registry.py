@@ -122,10 +122,6 @@ def model_kinds() -> dict[str, ModelKind]:
         "cnn", "reference Keras CNN (Conv16-Pool-Conv32-Pool-Conv32-Pool-Dense256-Dense1)", ".keras",
         "crackbench.cnn:train_cnn", options=("seed", "epochs", "image_size", "progress", "out_dir"),
         stamp_options=("epochs", "image_size"))
-    kinds["cnn-aug"] = ModelKind(
-        "cnn-aug", "the reference CNN trained with colour, blur, noise, JPEG and zoom-out augmentation", ".keras",
-        "crackbench.cnn:train_cnn", options=("seed", "epochs", "image_size", "progress", "out_dir"),
-        stamp_options=("epochs", "image_size"), trainer_args={"augment": "field", "name": "cnn-aug"})
     return kinds
 
 

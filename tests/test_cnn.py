@@ -134,10 +134,9 @@ def test_cnn_study_script_prints_one_row_per_seed(easy_manifest, capsys):
     assert cnn_study.main(["--manifest", str(easy_manifest.parent / "missing.csv")]) == 1
 
 
-def test_field_augmentation_changes_images_reproducibly_and_trains_cnn_aug(easy_manifest, tmp_path):
+def test_field_augmentation_changes_images_reproducibly_and_trains(easy_manifest, tmp_path):
     from crackbench.cnn.training import make_dataset
     from crackbench.manifest import read_manifest
-    from crackbench.registry import TrainOptions, load_model, train_model
 
     frame = read_manifest(easy_manifest).head(16)
     y = np.zeros(len(frame), np.float32)
@@ -148,7 +147,7 @@ def test_field_augmentation_changes_images_reproducibly_and_trains_cnn_aug(easy_
     np.testing.assert_array_equal(first, again)  # seeded: the same epoch twice
     # each image is changed, beyond what flips and quarter turns can do (those keep the mean)
     assert (np.abs(first.reshape(16, -1).mean(1) - plain.reshape(16, -1).mean(1)) > 0.5).mean() > 0.5
-    model = train_model("cnn-aug", easy_manifest, tmp_path / "aug.keras",
-                        TrainOptions(epochs=1, image_size=32, progress=False))
+    model = train_cnn(easy_manifest, tmp_path / "aug", image_size=32, epochs=1, augment="field", name="cnn-aug",
+                      progress=False)
     assert model.name == "cnn-aug" and model.metadata["params"]["augment"] == "field"
-    assert load_model(tmp_path / "aug.keras").name == "cnn-aug"
+    assert "augmentation" in model.metadata["description"]

@@ -20,7 +20,7 @@ def _hide_tensorflow(monkeypatch):
 
 def test_every_kind_is_one_complete_entry():
     kinds = registry.model_kinds()
-    assert {"cnn", "cnn-aug", "combined-svm", "robust-svm", "robust-rf"} <= set(kinds) and len(kinds) == 13
+    assert {"cnn", "combined-svm", "robust-svm", "robust-rf"} <= set(kinds) and len(kinds) == 12
     for name, kind in kinds.items():
         assert kind.name == name and kind.description and kind.suffix in registry.FILE_FORMATS
         module, func = kind.trainer.split(":")

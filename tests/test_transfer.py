@@ -24,11 +24,15 @@ def test_transfer_study_on_generated_data(synth_dir, tmp_path, capsys):
     assert [r["variant"] for r in result["variants"]] == VARIANTS
     for r in result["variants"]:
         for key in ("source_val_accuracy", "source_test_accuracy", "other_val_ba", "other_test_ba", "other_test_auc",
-                    "other_test_ba_own_threshold", "uav75_val_auc", "uav75_test_auc", "feature_ms"):
+                    "other_test_ba_own_threshold", "other_val_tpr", "other_val_tnr", "uav75_val_auc", "uav75_test_auc",
+                    "feature_ms"):
             assert 0 <= r[key] <= (1 if key != "feature_ms" else 1000), (r["variant"], key, r[key])
+        low, high = r["other_test_ba_ci"]
+        assert low <= r["other_test_ba"] <= high
     # the choice uses validation columns only: changing every test column leaves it where it was
-    tampered = {**result, "variants": [{**r, **{k: 1 - v for k, v in r.items() if "_test_" in k}}
-                                       for r in result["variants"]]}
+    flipped = [{**r, **{k: 1 - v for k, v in r.items() if "_test_" in k and isinstance(v, float)}}
+               for r in result["variants"]]
+    tampered = {**result, "variants": flipped}
     assert transfer.choose(tampered) == result["chosen"]
     assert (out / "figures" / "transfer.png").stat().st_size > 10_000
     text = (out / "transfer.md").read_text()
