@@ -271,12 +271,17 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
     models = results["models"]
     figs: dict[str, bytes] = {}
 
+    # one colour per model, the same in every figure (tab20 once there are more than ten models)
+    cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+    colour = {m["name"]: cmap(i % cmap.N) for i, m in enumerate(models)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pts = [(m["latency"]["p50_ms"], m["test"]["metrics"]["accuracy"], m["name"]) for m in models]
-    for lat, acc, name in pts:
+    for k, (lat, acc, name) in enumerate(sorted(pts, key=lambda t: (t[0], t[1]["value"]))):
         ax.errorbar(lat, acc["value"], yerr=[[acc["value"] - acc["ci_low"]], [acc["ci_high"] - acc["value"]]],
-                    fmt="o", capsize=3)
-        ax.annotate(name, (lat, acc["value"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+                    fmt="o", capsize=3, color=colour[name])
+        # neighbours in latency take turns above and below their point, so close labels do not overlap
+        ax.annotate(name, (lat, acc["value"]), textcoords="offset points", xytext=(5, 4 if k % 2 else -11),
+                    fontsize=8)
     front, best = [], -1.0
     for lat, acc, _ in sorted(pts, key=lambda t: (t[0], -t[1]["value"])):
         if acc["value"] > best:
@@ -300,7 +305,8 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
         for m in with_part:
             roc = m.get("roc", {}).get(part)
             if roc:
-                ax.plot(roc["fpr"], roc["tpr"], label=f"{m['name']} (AUC {m[part]['metrics']['roc_auc']['value']:.4f})")
+                ax.plot(roc["fpr"], roc["tpr"], color=colour[m["name"]],
+                        label=f"{m['name']} (AUC {m[part]['metrics']['roc_auc']['value']:.4f})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
