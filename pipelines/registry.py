@@ -69,10 +69,11 @@ _SPECS = [
 ]
 _SPECS += [
     PipelineSpec("robust-svm", "robust", "svm", "edge statistics + ridge (thin dark line) features -> standardise "
-                 "-> RBF SVM, trained with zoomed-out copies; chosen for transfer to other surfaces",
+                 "-> RBF SVM, trained with zoomed-out copies; the transfer study's best SVM",
                  grid={"clf__C": [1.0, 10.0, 100.0]}, augment="zoom"),
     PipelineSpec("robust-rf", "robust", "rf", "edge statistics + ridge (thin dark line) features -> random forest "
-                 "(300 trees), trained with zoomed-out copies", grid=_rf_grid(), augment="zoom"),
+                 "(300 trees), trained with zoomed-out copies; the transfer study's choice", grid=_rf_grid(),
+                 augment="zoom"),
 ]
 PIPELINES: dict[str, PipelineSpec] = {s.name: s for s in _SPECS}
 
