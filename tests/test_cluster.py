@@ -212,3 +212,23 @@ def _gray(path):
     from crackbench.imageio import read_image
 
     return read_image(path, mode="gray")
+
+
+def test_benchmark_on_the_cluster_gives_the_local_results(cluster, tmp_path):
+    from crackbench.benchmarks import run_benchmark
+    from crackbench.cluster import connect
+
+    kwargs = {"models": ["edges-svm"], "n_synthetic": 80, "n_jobs": 2, "progress": False}
+    local = run_benchmark(tmp_path / "local", **kwargs)
+    from distributed import get_task_stream
+
+    with connect(cluster[0].scheduler_address) as client, get_task_stream(client) as stream:
+        remote = run_benchmark(tmp_path / "dask", **kwargs)
+    done = {t["key"].split("-")[0] for t in stream.data}
+    assert "_run_task" in done  # features and scans went to the workers
+    for part in ("test", "scan"):
+        a, b = local["models"][0][part], remote["models"][0][part]
+        if part == "scan":  # wall-clock seconds differ; what was scanned and found must not
+            a, b = ({k: v for k, v in x.items() if k not in ("seconds", "overlays")} for x in (a, b))
+        assert a == b
+    assert (tmp_path / "dask" / "models" / "edges-svm" / "scan" / "scan.csv").is_file()
