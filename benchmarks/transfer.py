@@ -139,11 +139,11 @@ def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: fl
     splits = pd.read_csv(folder / "splits.csv").set_index("stem")["split"].to_dict()
     tiles, truth, split = [], [], []
     for photo in sorted((folder / "images").iterdir()):
-        gray = read_image(photo, mode=mode)
-        mask = read_mask(next((folder / "masks").glob(photo.stem + ".*")), gray.shape[:2])
-        for y in tile_origins(gray.shape[0], tile, stride):
-            for x in tile_origins(gray.shape[1], tile, stride):
-                tiles.append(gray[y:y + tile, x:x + tile])
+        image = read_image(photo, mode=mode)
+        mask = read_mask(next((folder / "masks").glob(photo.stem + ".*")), image.shape[:2])
+        for y in tile_origins(image.shape[0], tile, stride):
+            for x in tile_origins(image.shape[1], tile, stride):
+                tiles.append(image[y:y + tile, x:x + tile])
                 truth.append(int(mask[y:y + tile, x:x + tile].mean() >= min_fraction))
                 split.append(splits.get(photo.stem, "test"))
     return tiles, np.array(truth), np.array(split)
@@ -190,7 +190,9 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
         manifest = out / "splits" / f"{name}.csv"
         if not manifest.is_file():
             make_manifest(folder, manifest, seed=seed, group_by=groups, progress=progress)
-        frames[name] = read_manifest(manifest)
+        frame = read_manifest(manifest)
+        # a target's training part is never used: features only for the parts that choose and report
+        frames[name] = frame if name == "source" else frame[frame["split"].isin(["val", "test"])].reset_index(drop=True)
     uav_data = _uav_tiles(uav) if uav is not None else None
     previous = json.loads((out / "transfer.json").read_text()) if (out / "transfer.json").is_file() else {}
     done = {r["variant"]: r for r in previous.get("variants", [])}
@@ -200,40 +202,16 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     rows = []
     for name in variants or [*VARIANTS, *(CNN_VARIANTS if cnn else []), *MODEL_ROWS]:
         if name in done:
-            if "feature_ms" not in done[name] and name in VARIANTS:
-                done[name]["feature_ms"] = feature_ms(VARIANTS[name][1](), timing_images)
             rows.append(done[name])
             continue
-        if name in CNN_VARIANTS or name in MODEL_ROWS:
-            print(f"  {name} ...", file=sys.stderr)
-            rows.append(_cnn_row(name, CNN_VARIANTS[name], frames, out, uav, seed, progress) if name in CNN_VARIANTS
-                        else _model_row(name, frames, out, uav_data, timing_images, seed, progress))
-            write_json(out / "transfer.json", {**_header(source, targets, uav, seed), "variants": rows})
-            continue
-        factor, factory, kind, *augment = VARIANTS[name]
         print(f"  {name} ...", file=sys.stderr)
-        extractor = factory()
-        start = time.perf_counter()
-        feats = {n: extract(f, extractor, cache_dir=cache, progress=progress) for n, f in frames.items()}
-        uav_X = _features_of_arrays(extractor, uav_data[0]) if uav_data else None
-        features_s = time.perf_counter() - start
-        src = frames["source"]
-        y_src = (src["label"] == "Positive").to_numpy(int)
-        train = (src["split"] == "train").to_numpy()
-        start = time.perf_counter()
-        X_fit, y_fit = feats["source"][train], y_src[train]
-        if augment:  # as pipelines.train_classical does for a spec with `augment`
-            copies = extract(src[train], Augmented(extractor, augment[0]), cache_dir=cache, progress=progress)
-            X_fit = np.vstack([X_fit, copies])
-            y_fit = np.concatenate([y_fit, y_fit])
-        clf = _classifier(kind, seed).fit(X_fit, y_fit)
-        fit_s = time.perf_counter() - start
-        row = {"variant": name, "factor": factor, "classifier": kind, "n_features": int(feats["source"].shape[1]),
-               "features_s": features_s, "fit_s": fit_s, "feature_ms": feature_ms(extractor, timing_images),
-               **_score_all(frames, {n: _scores(clf, X) for n, X in feats.items()}, uav_data,
-                            _scores(clf, uav_X) if uav_data else None)}
-        rows.append(row)
-        # after every variant: an interrupted run resumes
+        if name in CNN_VARIANTS:
+            rows.append(_cnn_row(name, CNN_VARIANTS[name], frames, out, uav, seed, progress))
+        elif name in MODEL_ROWS:
+            rows.append(_model_row(name, frames, out, uav_data, timing_images, seed, progress))
+        else:
+            rows.append(_variant_row(name, frames, cache, uav_data, timing_images, seed, progress))
+        # after every row: an interrupted run resumes
         write_json(out / "transfer.json", {**_header(source, targets, uav, seed), "variants": rows})
     result = {**_header(source, targets, uav, seed), "variants": rows,
               "sizes": {n: f["split"].value_counts().to_dict() for n, f in frames.items()},
@@ -242,6 +220,29 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     result["chosen_within_latency"] = choose(result, within_latency=True)
     write_json(out / "transfer.json", result)
     return result
+
+
+def _variant_row(name: str, frames: dict, cache: Path, uav_data, timing_images, seed: int, progress: bool) -> dict:
+    """Train feature variant ``name`` on the source's training split and score it."""
+    factor, factory, kind, *augment = VARIANTS[name]
+    extractor = factory()
+    start = time.perf_counter()
+    feats = {n: extract(f, extractor, cache_dir=cache, progress=progress) for n, f in frames.items()}
+    uav_X = _features_of_arrays(extractor, uav_data[0]) if uav_data else None
+    features_s = time.perf_counter() - start
+    src = frames["source"]
+    train = (src["split"] == "train").to_numpy()
+    X_fit, y_fit = feats["source"][train], (src["label"] == "Positive").to_numpy(int)[train]
+    start = time.perf_counter()
+    if augment:  # as pipelines.train_classical does for a spec with `augment`
+        copies = extract(src[train], Augmented(extractor, augment[0]), cache_dir=cache, progress=progress)
+        X_fit, y_fit = np.vstack([X_fit, copies]), np.concatenate([y_fit, y_fit])
+    clf = _classifier(kind, seed).fit(X_fit, y_fit)
+    fit_s = time.perf_counter() - start
+    return {"variant": name, "factor": factor, "classifier": kind, "n_features": int(feats["source"].shape[1]),
+            "features_s": features_s, "fit_s": fit_s, "feature_ms": feature_ms(extractor, timing_images),
+            **_score_all(frames, {n: _scores(clf, X) for n, X in feats.items()}, uav_data,
+                         _scores(clf, uav_X) if uav_data else None)}
 
 
 def _score_all(frames: dict, scores: dict, uav_data, uav_scores) -> dict:
@@ -258,18 +259,18 @@ def _score_all(frames: dict, scores: dict, uav_data, uav_scores) -> dict:
             else:
                 row[f"{n}_{part}_ba"] = float(balanced_accuracy_score(y[sel], s[sel] >= 0))
                 row[f"{n}_{part}_auc"] = float(roc_auc_score(y[sel], s[sel]))
-        if n != "source":  # share of cracked / sound validation images the threshold gets right
-            val = (frame["split"] == "val").to_numpy()
-            row[f"{n}_val_tpr"] = float((s[val & (y == 1)] >= 0).mean())
-            row[f"{n}_val_tnr"] = float((s[val & (y == 0)] < 0).mean())
-        if n != "source":  # a 95% bootstrap interval for the reported figure (benchmarks.metrics)
-            test = (frame["split"] == "test").to_numpy()
-            ba = evaluate(y[test], s[test], threshold=0.0)["metrics"]["balanced_accuracy"]
-            row[f"{n}_test_ba_ci"] = [ba["ci_low"], ba["ci_high"]]
-        if n != "source":  # what a user with the target's labelled validation part could do
-            val, test = (frame["split"] == "val").to_numpy(), (frame["split"] == "test").to_numpy()
-            cut = _best_threshold(y[val], s[val])
-            row[f"{n}_test_ba_own_threshold"] = float(balanced_accuracy_score(y[test], s[test] >= cut))
+        if n == "source":
+            continue
+        val, test = (frame["split"] == "val").to_numpy(), (frame["split"] == "test").to_numpy()
+        # what a user with the target's labelled validation part could do
+        row[f"{n}_test_ba_own_threshold"] = float(balanced_accuracy_score(y[test], s[test] >= _best_threshold(
+            y[val], s[val])))
+        # share of cracked / sound validation images the threshold gets right
+        row[f"{n}_val_tpr"] = float((s[val & (y == 1)] >= 0).mean())
+        row[f"{n}_val_tnr"] = float((s[val & (y == 0)] < 0).mean())
+        # a 95% bootstrap interval for the reported figure (benchmarks.metrics)
+        ba = evaluate(y[test], s[test], threshold=0.0)["metrics"]["balanced_accuracy"]
+        row[f"{n}_test_ba_ci"] = [ba["ci_low"], ba["ci_high"]]
     if uav_data:
         for part in ("val", "test"):
             sel = uav_data[2] == part
@@ -412,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uav", type=Path, help="a UAV75-style folder (images/, masks/, splits.csv)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--group-by", default=SDNET_GROUPS, help="photo-id regex for the targets' splits")
-    parser.add_argument("--variant", action="append", help="run only this variant (repeatable; default: all)")
+    parser.add_argument("--variant", action="append", help="run only this variant, CNN variant or registry model "
+                        "(repeatable; default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cnn", action="store_true", help="also train and score the CNN variants (TensorFlow)")
     args = parser.parse_args(argv)
@@ -424,9 +426,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {folder}: no such folder", file=sys.stderr)
             return 1
     variants = args.variant
-    unknown = sorted(set(variants or []) - set(VARIANTS) - set(CNN_VARIANTS))
+    known = [*VARIANTS, *CNN_VARIANTS, *MODEL_ROWS]
+    unknown = sorted(set(variants or []) - set(known))
     if unknown:
-        print(f"error: unknown variants {unknown}; known: {list(VARIANTS)}", file=sys.stderr)
+        print(f"error: unknown variants {unknown}; known: {known}", file=sys.stderr)
         return 1
     result = run(args.source, targets, args.uav, args.out, seed=args.seed, group_by=args.group_by,
                  variants=variants, cnn=args.cnn)

@@ -135,8 +135,8 @@ def setup_worker_process() -> None:
 
 def _heap_for_images() -> None:
     """Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns glibc's
-    dynamic mmap threshold off: every decoded image is then a fresh ``mmap`` and page faults, and
-    feature extraction ran about 25% slower on the reference machine. Fixed thresholds (images up
+    dynamic mmap threshold off: every decoded image is then a fresh ``mmap`` and page faults, which
+    slowed feature extraction down markedly on the reference machine. Fixed thresholds (images up
     to 32 MiB come from the heap, up to 64 MiB of free heap is kept) bring the speed back, whatever
     environment the worker was started with. A no-op off glibc."""
     import ctypes

@@ -8,6 +8,8 @@ import cv2
 import numba
 import numpy as np
 
+from ._validation import check_gray
+
 __all__ = ["edge_feature_names", "edge_features"]
 
 # Sobel (3x3) gradient magnitude bin edges, in grey levels per pixel; the last bin is open.
@@ -159,10 +161,7 @@ def edge_features(image: np.ndarray, canny_thresholds=(60, 120, 240), blackhat_s
            Pattern Analysis and Machine Intelligence, 8(6), 679-698, 1986.
            :DOI:`10.1109/TPAMI.1986.4767851`
     """
-    image = np.asarray(image)
-    if image.ndim != 2 or image.dtype != np.uint8 or 0 in image.shape:
-        raise ValueError(f"expected a non-empty (M, N) uint8 grayscale image, got {image.dtype} "
-                         f"array of shape {image.shape}")
+    image = check_gray(image)
     n = float(image.size)
     dx = cv2.Sobel(image, cv2.CV_16S, 1, 0, ksize=3)
     dy = cv2.Sobel(image, cv2.CV_16S, 0, 1, ksize=3)

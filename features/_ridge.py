@@ -6,6 +6,8 @@ import cv2
 import numba
 import numpy as np
 
+from ._validation import check_gray
+
 __all__ = ["normalize_image", "ridge_feature_names", "ridge_features", "ridge_response"]
 
 _PERCENTILES = (50, 75, 90, 95, 99, 99.5, 99.9)
@@ -39,7 +41,7 @@ def ridge_response(image: np.ndarray, sigmas=(1.0, 2.0, 4.0)) -> np.ndarray:
            visualization of curvilinear structures in medical images", Medical Image Analysis,
            2(2), 143-168, 1998. :DOI:`10.1016/S1361-8415(98)80009-1`
     """
-    image = _check(image)
+    image = check_gray(image)
     img = image.astype(np.float32)
     med = float(np.median(img))
     img -= med
@@ -124,7 +126,7 @@ def normalize_image(image: np.ndarray, method: str) -> np.ndarray:
     - ``"clahe"``: contrast-limited adaptive histogram equalisation (clip 2.0, 4x4 tiles);
     - ``"standardize"``: mean 128 and standard deviation 40, clipped to 0-255.
     """
-    image = _check(image)
+    image = check_gray(image)
     if method == "stretch":
         lo, hi = np.percentile(image, (1, 99))
         scale = 255.0 / max(hi - lo, 1.0)
@@ -135,11 +137,3 @@ def normalize_image(image: np.ndarray, method: str) -> np.ndarray:
         img = image.astype(np.float32)
         return np.clip((img - img.mean()) * (40.0 / (img.std() + 1e-3)) + 128, 0, 255).astype(np.uint8)
     raise ValueError(f"unknown normalisation {method!r}; expected stretch, clahe or standardize")
-
-
-def _check(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 2 or image.dtype != np.uint8 or 0 in image.shape:
-        raise ValueError(f"expected a non-empty (M, N) uint8 grayscale image, got {image.dtype} "
-                         f"array of shape {image.shape}")
-    return image

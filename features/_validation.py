@@ -28,6 +28,15 @@ def _as_uint8(img: np.ndarray, index: int) -> np.ndarray:
     raise ValueError(f"image {index}: expected a uint8 or float array, got dtype {img.dtype}")
 
 
+def check_gray(image) -> np.ndarray:
+    """``image`` as an array if it is a non-empty (M, N) uint8 grey image; the kernels' input check."""
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype != np.uint8 or 0 in image.shape:
+        raise ValueError(f"expected a non-empty (M, N) uint8 grayscale image, got {image.dtype} "
+                         f"array of shape {image.shape}")
+    return image
+
+
 def check_images(X, *, image_size: tuple[int, int] | None = None) -> list[np.ndarray]:
     """Validate a stack or list of images and return grayscale uint8 arrays.
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from crackbench import __version__
 from crackbench.cluster import CHUNK_IMAGES, active_client
+from crackbench.cluster import chunks as split_chunks
 from crackbench.files import atomic_path, exit_with_parent, write_json
 from crackbench.imageio import DEFAULT_MAX_PIXELS, decode_image, read_bytes
 from crackbench.manifest import read_manifest
@@ -246,7 +247,7 @@ def extract(
         todo.append(i)
 
     out: np.ndarray | None = None
-    chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    chunks = split_chunks(todo, chunk_size)
     bar = tqdm(total=len(todo), desc=f"features {type(extractor).__name__}", unit="img",
                disable=not progress or not todo, leave=False)
     client = active_client()

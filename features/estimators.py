@@ -239,7 +239,20 @@ class _Wrapper(_Stateless):
         return self
 
 
-class Normalized(_Wrapper):
+class _PerImage(_Wrapper):
+    """``features`` of each image after a per-image change (:meth:`_each`); the same columns."""
+
+    def _each(self, img: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def transform(self, X) -> np.ndarray:
+        return self.features.transform([self._each(img) for img in check_images(X)])
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return self.features.get_feature_names_out()
+
+
+class Normalized(_PerImage):
     """``features`` computed on photometrically normalised images (see
     :func:`crackbench.features.normalize_image`: ``"stretch"``, ``"clahe"`` or ``"standardize"``),
     so that brightness and contrast of a camera or surface do not move the features."""
@@ -253,14 +266,11 @@ class Normalized(_Wrapper):
         self.features = features
         self.method = method
 
-    def transform(self, X) -> np.ndarray:
-        return self.features.transform([normalize_image(img, self.method) for img in check_images(X)])
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        return self.features.get_feature_names_out()
+    def _each(self, img):
+        return normalize_image(img, self.method)
 
 
-class Augmented(_Wrapper):
+class Augmented(_PerImage):
     """``features`` of augmented copies of the images (:func:`crackbench.features.augment_image`):
     how the classical pipelines add training images that look as from another camera. Used only
     while training; a trained pipeline never augments."""
@@ -274,11 +284,8 @@ class Augmented(_Wrapper):
         self.features = features
         self.how = how
 
-    def transform(self, X) -> np.ndarray:
-        return self.features.transform([augment_image(img, self.how) for img in check_images(X)])
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        return self.features.get_feature_names_out()
+    def _each(self, img):
+        return augment_image(img, self.how)
 
 
 class MultiScale(_Wrapper):

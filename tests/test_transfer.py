@@ -8,7 +8,7 @@ import pandas as pd
 from crackbench.benchmarks import transfer
 from crackbench.synthetic import make_synthetic_dataset, make_synthetic_photos
 
-VARIANTS = ["edges / svm", "ridge / rf", "edges+ridge / svm, train + zoomed-out copies"]
+VARIANTS = ["edges / svm", "ridge / rf", "edges+ridge / svm, train + zoomed-out copies", "edges-svm"]
 
 
 def test_transfer_study_on_generated_data(synth_dir, tmp_path, capsys):
