@@ -3,16 +3,26 @@
     python -m crackbench.benchmarks.scan RUN_DIR_OR_MODEL... [--photo PHOTO] [--repeat 3]
 
 For each model, on one photo (default: a generated 4032x3024 concrete-like photo with drawn cracks,
-written as a JPEG), both paths start from the file, decode included, with the default tile (227)
+written as a JPEG), every path starts from the file, decode included, with the default tile (227)
 and stride (113):
 
-- ``time_scan``: ``scan_image(model, path)``, one decode, tiles as zero-copy views, batches;
-- ``time_naive``: decode, cut every tile as a copy, ``model.predict_proba([tile])`` once per tile.
+- ``time_scan``: ``scan_image(model, path)``: one decode, then the tiles as zero-copy views scored in
+  batches, or, for a model that shares the work of overlapping tiles (the CNN, run fully
+  convolutionally), the whole grid at once;
+- ``time_naive``: decode, cut every tile as a copy, ``model.predict_proba([tile])`` once per tile
+  (crackbench's per-image path, which already skips scikit-learn's per-call validation);
+- ``decode``: the decode alone. ``naive / decode`` is the most any scan could gain over the naive
+  path with decoding included;
+- for a classical model, ``time_sklearn``: the same per-tile loop calling the scikit-learn
+  ``Pipeline.predict_proba`` directly; for a model that shares work, ``time_unshared``:
+  ``scan_image(..., shared=False)``, every tile cut and resized.
 
-Each row reports the median of ``--repeat`` runs (the naive path runs once), seconds per megapixel,
-and the ratio naive / scan; both paths give the same probabilities (checked). With ``--peak-mp``, a
-child process per model scans a generated photo of that many megapixels (written once, beforehand)
-and reports its peak resident memory above what it held with the model loaded and warmed up.
+Each row reports the median of ``--repeat`` runs (decode and scans; the per-tile paths run once),
+seconds per megapixel, the ratios, and the largest difference between the scan's probabilities
+and the same tiles scored one at a time (the naive path's tiles; for a shared grid, its own tiles
+cropped from the resampled photo). With ``--peak-mp``, a child process per model scans a
+generated photo of that many megapixels (written once, beforehand) and reports its peak resident
+memory above what it held with the model loaded and warmed up.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import numpy as np
 
 from crackbench.imageio import read_image, to_gray
 from crackbench.registry import load_model
-from crackbench.scan import scan_image
+from crackbench.scan import scan_image, tile_origins
 from crackbench.synthetic import synthetic_photo
 
 from .features import run_and_emit
@@ -41,8 +51,6 @@ __all__ = ["main", "run"]
 
 
 def _naive(model, path: str, tile: int = 227, stride: int = 113) -> np.ndarray:
-    from crackbench.scan import tile_origins
-
     image = read_image(path, mode=model.input_mode)
     ys, xs = tile_origins(image.shape[0], tile, stride), tile_origins(image.shape[1], tile, stride)
     return np.array([model.predict_proba([image[y:y + tile, x:x + tile].copy()])[0, 1] for y in ys for x in xs])
@@ -75,6 +83,29 @@ def _write_photo(megapixels: float) -> Path:
     return path
 
 
+def _alone(model, photo: Path, result) -> np.ndarray:
+    """The scan's tiles scored one call each from the photo resampled as the scan resampled it."""
+    image = read_image(photo, mode=model.input_mode)
+    h, w = result.scanned_shape
+    if (h, w) != image.shape[:2]:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if result.scale > 1 else cv2.INTER_LINEAR)
+    t = result.tile
+    return np.array([model.predict_proba([image[y:y + t, x:x + t].copy()])[0, 1] for y in result.ys for x in result.xs])
+
+
+def _median_time(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def _once(fn) -> tuple[float, object]:
+    return _median_time(fn, 1)
+
+
 def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | None) -> dict:
     if photo is None:
         photo = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo-4032x3024.jpg"
@@ -91,18 +122,24 @@ def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | N
         name = model.metadata.get("name", file.stem)
         scan_image(model, to_gray(read_image(photo))[:454, :454] if model.input_mode == "gray"
                    else read_image(photo)[:454, :454])  # warm-up
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            result = scan_image(model, photo)
-            times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        naive = _naive(model, str(photo))
-        naive_s = time.perf_counter() - start
-        diff = float(np.abs(naive - result.probabilities.ravel()).max())
-        scan_s = statistics.median(times)
+        decode_s, _ = _median_time(lambda: read_image(photo, mode=model.input_mode), repeat)  # noqa: B023
+        scan_s, result = _median_time(lambda: scan_image(model, photo), repeat)  # noqa: B023
+        naive_s, naive = _once(lambda: _naive(model, str(photo)))  # noqa: B023
+        shared = model.grid_geometry() is not None
+        alone = _alone(model, photo, result) if shared else naive
         row = {"model": name, "tiles": int(result.probabilities.size), "scan_s": scan_s, "naive_s": naive_s,
-               "scan_s_per_mp": scan_s / mp, "ratio": naive_s / scan_s, "max_abs_difference": diff}
+               "decode_s": decode_s, "scan_s_per_mp": scan_s / mp, "ratio": naive_s / scan_s,
+               "ceiling": naive_s / decode_s,
+               "grid": {"tile_px": result.tile * result.scale, "stride_px": result.stride * result.scale},
+               "max_abs_difference": float(np.abs(alone - result.probabilities.ravel()).max())}
+        if shared:
+            row["unshared_s"], _ = _median_time(lambda: scan_image(model, photo, shared=False), repeat)  # noqa: B023
+        elif hasattr(model, "pipeline"):
+            image = read_image(photo, mode=model.input_mode)
+            ys, xs = tile_origins(h, 227, 113), tile_origins(w, 227, 113)
+            row["sklearn_s"], _ = _once(lambda: [model.pipeline.predict_proba(  # noqa: B023
+                np.stack([image[y:y + 227, x:x + 227]])) for y in ys for x in xs])  # noqa: B023
+            row["sklearn_s"] += decode_s  # the loop above reuses one decode
         if peak_mp:
             big = big or _write_photo(peak_mp)
             child = subprocess.run([sys.executable, "-m", "crackbench.benchmarks.scan", "--peak-child", str(file),
@@ -117,12 +154,20 @@ def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | N
 def print_report(result: dict) -> None:
     print(f"photo: {result['source']}, {result['width']}x{result['height']} "
           f"({result['width'] * result['height'] / 1e6:.1f} MP); tile 227, stride 113; decode included; "
-          f"scan: median of {result['repeat']} runs\n")
-    print("| model | tiles | time_scan (s) | s / MP | time_naive (s) | speed-up | max difference |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          f"scan and decode: median of {result['repeat']} runs\n")
+    print("| model | tiles | time_scan (s) | s / MP | time_naive (s) | speed-up | decode (s) | naive / decode "
+          "| max difference |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in result["models"]:
         print(f"| {r['model']} | {r['tiles']} | {r['scan_s']:.2f} | {r['scan_s_per_mp']:.3f} | {r['naive_s']:.2f} "
-              f"| {r['ratio']:.1f}x | {r['max_abs_difference']:.1e} |")
+              f"| {r['ratio']:.1f}x | {r['decode_s']:.3f} | {r['ceiling']:.1f}x | {r['max_abs_difference']:.1e} |")
+    print("\n| model | tile / stride (photo px) | time_sklearn (s) | time_sklearn / time_scan "
+          "| time_unshared (s) | time_unshared / time_scan |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in result["models"]:
+        sk = f"{r['sklearn_s']:.2f} | {r['sklearn_s'] / r['scan_s']:.1f}x" if "sklearn_s" in r else "- | -"
+        un = f"{r['unshared_s']:.2f} | {r['unshared_s'] / r['scan_s']:.1f}x" if "unshared_s" in r else "- | -"
+        print(f"| {r['model']} | {r['grid']['tile_px']:.4g} / {r['grid']['stride_px']:.4g} | {sk} | {un} |")
     peaks = [r for r in result["models"] if "peak" in r]
     if peaks:
         print("\n| model | photo | peak memory above the loaded model (MiB) |")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,7 +18,8 @@ from crackbench.errors import ModelFileError
 from crackbench.files import atomic_path
 from crackbench.model import ImageModel, check_metadata
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "build_reference_cnn", "load_model", "resize_batch", "save_model"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "build_reference_cnn", "fully_convolutional", "load_model", "resize_batch",
+           "save_model"]
 
 #: Input side used unless told otherwise; chosen by measurement (docs/studies/cnn.md).
 DEFAULT_IMAGE_SIZE = 96
@@ -86,8 +90,134 @@ class CNNModel(ImageModel):
             return np.asarray(self.keras_model.predict_on_batch(batch)).reshape(-1)
         return self.keras_model.predict(batch, batch_size=256, verbose=0).reshape(-1)
 
+    @functools.cached_property
+    def _dense(self) -> _FullyConvolutional | None:
+        return fully_convolutional(self.keras_model, self.image_size)
+
+    def grid_geometry(self) -> tuple[int, int] | None:
+        """``(input side, pooling step)`` when the network is a stack of unpadded stride-1
+        convolutions and non-overlapping poolings under a dense head (the reference CNN: 96, 8),
+        else ``None``; see :func:`fully_convolutional`."""
+        return None if self._dense is None else (self.image_size, self._dense.step)
+
+    def grid_proba(self, image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """P(crack) of every ``side`` x ``side`` tile of ``image`` (uint8, at the input resolution)
+        at origins ``ys`` x ``xs``. The convolutional trunk runs once over bands of the photo and
+        each tile whose origin is a multiple of the step reads its own window of the feature map
+        (what the trunk computes on that tile alone); the other tiles (a last row or column shifted
+        inward to the border) go through the whole network one crop each."""
+        dense = self._dense
+        if dense is None:
+            raise NotImplementedError("this network cannot run fully convolutionally (grid_geometry() is None)")
+        side, step = self.image_size, dense.step
+        image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+        ys, xs = np.asarray(ys), np.asarray(xs)
+        proba = np.full((len(ys), len(xs)), np.nan)
+        rows, cols = np.flatnonzero(ys % step == 0), np.flatnonzero(xs % step == 0)
+        if len(cols):
+            # bands of tile rows, each at most ~2 MP of input: bounded memory on any photo size
+            gap = int(np.diff(ys[rows]).max(initial=step))
+            per_band = max(1, (_BAND_PIXELS // image.shape[1] - side) // gap + 1)
+            for start in range(0, len(rows), per_band):
+                band = rows[start:start + per_band]
+                top = int(ys[band[0]])
+                maps = np.asarray(dense.trunk(image[None, top:int(ys[band[-1]]) + side]))[0]
+                out = dense.out
+                windows = np.stack([maps[(ys[i] - top) // step:(ys[i] - top) // step + out, x // step:x // step + out]
+                                    for i in band for x in xs[cols]])
+                head = np.asarray(dense.head(windows)).reshape(len(band), len(cols))
+                proba[np.ix_(band, cols)] = head
+        rest = np.argwhere(np.isnan(proba))
+        for start in range(0, len(rest), 256):
+            chunk = rest[start:start + 256]
+            crops = np.stack([image[ys[i]:ys[i] + side, xs[j]:xs[j] + side] for i, j in chunk])
+            proba[chunk[:, 0], chunk[:, 1]] = np.asarray(self.keras_model.predict_on_batch(crops)).reshape(-1)
+        return proba
+
     def __repr__(self) -> str:
         return f"CNNModel({self.metadata.get('name')!r}, size={self.metadata['input']['size']})"
+
+
+#: Input pixels per band of a fully convolutional scan (the first convolution's output is 16x that in float32).
+_BAND_PIXELS = 2 ** 21
+_PER_PIXEL_LAYERS = (keras.layers.Rescaling, keras.layers.BatchNormalization, keras.layers.Activation,
+                     keras.layers.ReLU, keras.layers.Dropout)
+
+
+@dataclass(frozen=True)
+class _FullyConvolutional:
+    trunk: Callable  # the layers before Flatten: uint8 (1, h, w, c) of any size -> feature map
+    head: Callable  # Flatten and what follows: (n, out, out, channels) -> (n, 1)
+    step: int  # product of the pooling strides: input pixels per feature-map pixel
+    out: int  # side of one tile's feature map
+
+
+def _compiled(model: keras.Model, shape: tuple, dtype: str) -> Callable:
+    """``model`` as one graph for inputs of ``shape`` (``None``: any size), traced once: eager
+    calls of a functional model on a whole photo run op by op, 2-3x slower."""
+    if keras.backend.backend() != "tensorflow":
+        return lambda x: model(x, training=False)
+    import tensorflow as tf
+
+    return tf.function(lambda x: model(tf.cast(x, "float32"), training=False),
+                       input_signature=[tf.TensorSpec(shape, dtype)])
+
+
+def fully_convolutional(model: keras.Model, side: int, *, atol: float = 1e-5) -> _FullyConvolutional | None:
+    """Split ``model`` (a ``keras.Sequential`` taking ``side`` x ``side`` images) into a trunk
+    that runs on whole photos and a head that runs on one tile's window of its output, or
+    ``None`` when that would not give each tile what the model computes on it alone.
+
+    The trunk may hold unpadded (``"valid"``) stride-1 convolutions, non-overlapping max/average
+    poolings (pool size = stride, unpadded) and per-pixel layers (rescaling, batch
+    normalisation, activations, dropout); then one ``Flatten``. A tile whose origin is a multiple
+    of every pooling stride's product sees exactly the photo's feature map in its window. The
+    split is checked on a probe image (tiles at every aligned origin of a 2x2 grid) against the
+    model itself and refused beyond ``atol``.
+    """
+    if not isinstance(model, keras.Sequential):
+        return None
+    layers = list(model.layers)
+    flat = next((i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten)), None)
+    if flat is None or flat == 0:
+        return None
+    step = 1
+    for layer in layers[:flat]:
+        config = layer.get_config()
+        if config.get("data_format", "channels_last") != "channels_last":
+            return None
+        if type(layer) is keras.layers.Conv2D:
+            if (config["padding"] != "valid" or tuple(config["strides"]) != (1, 1)
+                    or tuple(config["dilation_rate"]) != (1, 1)):
+                return None
+        elif type(layer) in (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D):
+            pool, strides = tuple(config["pool_size"]), tuple(config["strides"])
+            if config["padding"] != "valid" or pool != strides or pool[0] != pool[1]:
+                return None
+            step *= pool[0]
+        elif not isinstance(layer, _PER_PIXEL_LAYERS):
+            return None
+    channels = model.inputs[0].shape[-1]
+    image = keras.Input((None, None, channels))
+    x = image
+    for layer in layers[:flat]:
+        x = layer(x)
+    trunk = _compiled(keras.Model(image, x, name="trunk"), (1, None, None, channels), "uint8")
+    map_shape = tuple(layers[flat].input.shape[1:])
+    window = keras.Input(map_shape)
+    x = window
+    for layer in layers[flat:]:
+        x = layer(x)
+    head = _compiled(keras.Model(window, x, name="head"), (None, *map_shape), "float32")
+    split = _FullyConvolutional(trunk, head, step, int(map_shape[0]))
+    # the check: a probe photo of 2x2 aligned tiles, the split against the model on each crop
+    probe = np.random.default_rng(0).integers(0, 256, (side + step, side + step, channels), dtype=np.uint8)
+    maps = np.asarray(trunk(probe[None]))[0]
+    origins = [(0, 0), (0, step), (step, 0), (step, step)]
+    got = np.asarray(head(np.stack([maps[y // step:y // step + split.out, x // step:x // step + split.out]
+                                    for y, x in origins]))).reshape(-1)
+    expected = np.asarray(model.predict_on_batch(np.stack([probe[y:y + side, x:x + side] for y, x in origins])))
+    return split if np.allclose(got, expected.reshape(-1), rtol=0, atol=atol) else None
 
 
 def save_model(model: CNNModel, path: str | os.PathLike) -> Path:

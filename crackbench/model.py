@@ -101,6 +101,19 @@ class ImageModel(ABC):
     def _positive_proba(self, images: list[np.ndarray]) -> np.ndarray:
         """P(positive class) for each decoded image, shape ``(n,)``."""
 
+    def grid_geometry(self) -> tuple[int, int] | None:
+        """``(side, step)`` when the model can score a whole grid of overlapping tiles of a photo
+        at once, sharing the work of their overlaps (a CNN run fully convolutionally): ``side``
+        is the tile side it takes, in pixels of its input, and tile origins must be multiples of
+        ``step`` for the sharing. ``None`` (the default): it scores tiles one by one."""
+        return None
+
+    def grid_proba(self, image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """P(positive class) of the ``side`` x ``side`` tile at every ``(ys[i], xs[j])`` of
+        ``image`` (already at the model's input resolution), shape ``(len(ys), len(xs))``; only
+        for a model whose :meth:`grid_geometry` is not ``None``."""
+        raise NotImplementedError(f"{type(self).__name__} scores tiles one by one (grid_geometry() is None)")
+
     def _as_images(self, X) -> list[np.ndarray]:
         if isinstance(X, (str, os.PathLike)):
             raise ValueError("expected a sequence of images or paths; wrap a single path in a list")

@@ -5,7 +5,9 @@ of square tiles (default 227 px, stride half a tile) and returns each tile's pro
 place in the **original** photo's pixels. Work per photo happens once: one decode, one resample
 (``scale``), then tiles are zero-copy views of that array
 (:func:`numpy.lib.stride_tricks.sliding_window_view`) fed to the model in batches, so the model's
-feature extraction or CNN input is built for a whole batch at a time.
+feature extraction is built for a whole batch at a time. A model that can share the work of
+overlapping tiles (the CNN, whose convolutions run once over the photo resampled to its input
+resolution, see :meth:`~crackbench.model.ImageModel.grid_geometry`) scores the whole grid itself.
 
 Coverage: tile origins run from 0 in steps of ``stride``; the last row and column are shifted
 inward to end exactly at the border, so every pixel is covered and no tile is cut short. A photo
@@ -56,9 +58,9 @@ class ScanResult:
 
     width: int  # original photo
     height: int
-    tile: int
+    tile: int  # tile side and stride in pixels of the resampled photo
     stride: int
-    scale: float
+    scale: float  # original photo pixels per resampled pixel
     threshold: float
     positive_class: str
     negative_class: str
@@ -71,10 +73,15 @@ class ScanResult:
     @functools.cached_property
     def tiles(self) -> pd.DataFrame:
         yy, xx = np.meshgrid(self.ys, self.xs, indexing="ij")
-        x0 = np.minimum(np.round(xx.ravel() * self.scale), self.width).astype(int)
-        y0 = np.minimum(np.round(yy.ravel() * self.scale), self.height).astype(int)
-        x1 = np.minimum(np.round((xx.ravel() + self.tile) * self.scale), self.width).astype(int)
-        y1 = np.minimum(np.round((yy.ravel() + self.tile) * self.scale), self.height).astype(int)
+        xx, yy = xx.ravel(), yy.ravel()
+        h, w = self._resampled_shape
+        x0 = np.minimum(np.round(xx * self.scale), self.width).astype(int)
+        y0 = np.minimum(np.round(yy * self.scale), self.height).astype(int)
+        # a tile that reaches the resampled photo's border reaches the photo's (rounding may not say so)
+        x1 = np.where(xx + self.tile >= w, self.width, np.minimum(np.round((xx + self.tile) * self.scale), self.width))
+        y1 = np.where(yy + self.tile >= h, self.height,
+                      np.minimum(np.round((yy + self.tile) * self.scale), self.height))
+        x1, y1 = x1.astype(int), y1.astype(int)
         p = self.probabilities.ravel()
         return pd.DataFrame({"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "probability": p,
                              "label": np.where(p >= self.threshold, self.positive_class, self.negative_class)})
@@ -83,6 +90,11 @@ class ScanResult:
         """Float32 ``(height, width)`` map over the original photo: each pixel holds the mean
         probability of the tiles that cover it (computed once, then shared: do not modify it)."""
         return self._probability_map
+
+    @property
+    def _resampled_shape(self) -> tuple[int, int]:
+        """(height, width) of the resampled photo before any padding."""
+        return max(1, round(self.height / self.scale)), max(1, round(self.width / self.scale))
 
     @functools.cached_property
     def _probability_map(self) -> np.ndarray:
@@ -93,8 +105,8 @@ class ScanResult:
                 total[y:y + self.tile, x:x + self.tile] += self.probabilities[i, j]
                 count[y:y + self.tile, x:x + self.tile] += 1
         mean = (total / np.maximum(count, 1)).astype(np.float32)
-        h, w = (round(self.height / self.scale), round(self.width / self.scale))
-        mean = mean[:max(h, 1), :max(w, 1)]  # drop padding added to a photo smaller than a tile
+        h, w = self._resampled_shape
+        mean = mean[:h, :w]  # drop padding added to a photo smaller than a tile
         return cv2.resize(mean, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
 
     def overlay(self, image: np.ndarray, *, mask: np.ndarray | None = None, max_side: int = 1600,
@@ -138,6 +150,7 @@ def scan_image(
     threshold: float = 0.5,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     n_jobs: int | None = None,
+    shared: bool = True,
 ) -> ScanResult:
     """Slide ``model`` over a photograph; see the module docstring.
 
@@ -161,6 +174,14 @@ def scan_image(
         Batches scored at once on threads. Default: one per core for a model whose batches can run
         side by side (``model.concurrent_batches``: the classical pipelines), else 1 (the CNN
         parallelises each batch itself). The probabilities do not depend on it.
+    shared : bool, default True
+        Let a model that can share the work of overlapping tiles do so (``model.grid_geometry()``:
+        the CNN, run fully convolutionally). The photo is then resampled once to the model's input
+        resolution, a tile is the model's input side there, and the stride is rounded to a
+        multiple of its pooling step: for the reference CNN at the defaults, 96-px tiles every
+        48 px, i.e. 227 photo pixels every 113.5 instead of 113. Each tile's probability is the
+        model's on that tile. ``False`` cuts every tile at ``tile`` pixels and resizes it, as for
+        any model.
     """
     stride = stride or max(1, tile // 2)
     if scale <= 0:
@@ -178,6 +199,10 @@ def scan_image(
             image = to_gray(image)
     height, width = image.shape[:2]
     notes = []
+    grid = model.grid_geometry() if shared else None
+    if grid is not None:  # tiles at the model's input resolution: one resample for the whole photo
+        side, step = grid
+        scale, stride, tile = scale * tile / side, max(step, round(stride * side / tile / step) * step), side
     scanned = image
     if scale != 1.0:
         size = (max(1, round(width / scale)), max(1, round(height / scale)))
@@ -186,10 +211,16 @@ def scan_image(
     if sh < tile or sw < tile:
         pad = ((0, max(0, tile - sh)), (0, max(0, tile - sw))) + (((0, 0),) if scanned.ndim == 3 else ())
         scanned = np.pad(scanned, pad, mode="edge")
-        notes.append(f"smaller than one tile ({sw}x{sh} < {tile}x{tile} after scale {scale}): scanned as one "
-                     f"tile padded with its edge pixels")
+        side_px = tile * scale
+        notes.append(f"smaller than one tile ({width}x{height} px, a tile covers {side_px:.4g}x{side_px:.4g}): "
+                     f"scanned as one tile padded with its edge pixels")
     ys = tile_origins(scanned.shape[0], tile, stride)
     xs = tile_origins(scanned.shape[1], tile, stride)
+    if grid is not None:
+        return ScanResult(width=width, height=height, tile=tile, stride=stride, scale=scale, threshold=threshold,
+                          positive_class=model.classes_[1], negative_class=model.classes_[0], xs=xs, ys=ys,
+                          probabilities=model.grid_proba(scanned, ys, xs), scanned_shape=scanned.shape[:2],
+                          notes=notes)
     axes = (0, 1)
     windows = np.lib.stride_tricks.sliding_window_view(scanned, (tile, tile), axis=axes)  # views, no copies
     origins = [(y, x) for y in ys for x in xs]

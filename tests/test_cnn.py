@@ -151,3 +151,70 @@ def test_field_augmentation_changes_images_reproducibly_and_trains(easy_manifest
                       progress=False)
     assert model.name == "cnn-aug" and model.metadata["params"]["augment"] == "field"
     assert "augmentation" in model.metadata["description"]
+
+
+def _scan_photo(h=330, w=437):
+    rng = np.random.default_rng(8)
+    img = np.clip(rng.normal(150, 12, (h, w)), 0, 255).astype(np.uint8)
+    cv2.line(img, (40, 30), (200, 150), 20, 4)
+    return np.repeat(img[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("band_pixels", [None, 1])
+def test_fully_convolutional_scan_gives_each_tile_what_the_network_gives_it_alone(trained, band_pixels, monkeypatch):
+    """The trunk runs once over the photo (in one band, or one band per tile row); every tile's
+    probability is the network's on that tile cropped from the resampled photo, aligned tiles and
+    the last row and column (shifted inward, off the pooling step) alike; coordinates still cover
+    every pixel of the original photo."""
+    from crackbench.cnn import model as cnn_model
+    from crackbench.scan import scan_image
+
+    if band_pixels:
+        monkeypatch.setattr(cnn_model, "_BAND_PIXELS", band_pixels)
+    model, _ = trained
+    assert model.grid_geometry() == (48, 8)  # 48-px input, three 2x2 poolings
+    photo = _scan_photo()
+    result = scan_image(model, photo, tile=100)
+    assert result.tile == 48 and result.stride == 24 and result.scale == pytest.approx(100 / 48)
+    assert (result.ys % 8 != 0).any() and (result.xs % 8 != 0).any()  # both paths are exercised
+    resampled = cv2.resize(photo, (result.scanned_shape[1], result.scanned_shape[0]), interpolation=cv2.INTER_AREA)
+    alone = model.predict_proba([resampled[y:y + 48, x:x + 48] for y in result.ys for x in result.xs])[:, 1]
+    np.testing.assert_allclose(result.probabilities.ravel(), alone, rtol=0, atol=1e-5)
+    covered = np.zeros(photo.shape[:2], bool)
+    for t in result.tiles.itertuples():
+        covered[t.y:t.y + t.height, t.x:t.x + t.width] = True
+        assert 98 <= t.width <= 102 and 98 <= t.height <= 102  # 100 photo pixels, up to rounding
+    assert covered.all()
+
+
+def test_a_network_that_cannot_run_fully_convolutionally_is_scanned_tile_by_tile(trained):
+    from crackbench.cnn import CNNModel
+    from crackbench.cnn.model import fully_convolutional
+    from crackbench.scan import scan_image
+
+    model, _ = trained
+    padded = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Rescaling(1 / 255),
+                               keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                               keras.layers.MaxPooling2D(),
+                               keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    assert fully_convolutional(padded, 48) is None  # zero padding: a tile's border differs from the photo's
+    other = CNNModel(padded, model.metadata)
+    assert other.grid_geometry() is None
+    result = scan_image(other, _scan_photo(), tile=100)
+    assert result.tile == 100 and result.stride == 50 and result.scale == 1.0
+    shared_off = scan_image(model, _scan_photo(), tile=100, shared=False)
+    assert shared_off.tile == 100 and shared_off.probabilities.shape == result.probabilities.shape
+
+
+def test_scan_speed_script_times_the_shared_grid_against_tile_by_tile(trained, tmp_path, capsys):
+    from crackbench.benchmarks import scan as scan_bench
+
+    model, _ = trained
+    path = save_model(model, tmp_path / "cnn.keras")
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), _scan_photo(400, 500))
+    assert scan_bench.main([str(path), "--photo", str(photo), "--repeat", "1"]) == 0
+    row, other = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| cnn |")]
+    assert float(row[-2]) < 1e-5  # the grid's tiles, scored one at a time, give the same probabilities
+    # 227-px tiles at a 48-px input: the stride rounds to a multiple of the pooling step (8)
+    assert other[2].strip() == f"227 / {24 * 227 / 48:.4g}" and other[3].strip() == "-" and float(other[5]) > 0

@@ -45,7 +45,7 @@ def test_tiles_cover_every_pixel_and_end_at_the_border(length, tile, stride):
     assert (np.diff(starts) <= stride).all() and (np.diff(starts) > 0).all()
 
 
-@pytest.mark.parametrize("scale", [1.0, 2.0, 0.5, 1.7])
+@pytest.mark.parametrize("scale", [1.0, 2.0, 0.5, 1.7, 1.9])  # 1.9: 1000 px resample to 526, 999.4 back
 def test_tile_coordinates_map_back_to_the_original_photo(scale):
     photo = _photo()
     result = scan_image(DarkLineModel(), photo, tile=100, scale=scale)
@@ -187,9 +187,11 @@ def test_scan_speed_script_compares_with_the_naive_path(edges_model, tmp_path, c
     cv2.imwrite(str(photo), cv2.cvtColor(synthetic_photo(0, 500, 400)[0], cv2.COLOR_RGB2BGR))
     assert scan_bench.main([str(edges_model), "--photo", str(photo), "--repeat", "1", "--peak-mp", "0.3"]) == 0
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("| edges-svm |"))
-    assert row.split("|")[2].strip() == "12"  # 4 x 3 tiles of 227 px, stride 113, on 500x400
-    assert float(row.split("|")[7]) < 1e-9  # the same probabilities on both paths
+    row, other, _ = [line.split("|") for line in out.splitlines() if line.startswith("| edges-svm |")]
+    assert row[2].strip() == "12"  # 4 x 3 tiles of 227 px, stride 113, on 500x400
+    assert float(row[-2]) < 1e-9  # the same probabilities on both paths
+    assert float(row[7]) > 0 and float(row[8].strip(" x")) > 1  # decode time, and naive / decode
+    assert other[2].strip() == "227 / 113" and float(other[3]) > 0 and other[5].strip() == "-"  # scikit-learn loop
     assert "peak memory above the loaded model" in out
 
 
