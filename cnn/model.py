@@ -115,7 +115,7 @@ class CNNModel(ImageModel):
         proba = np.full((len(ys), len(xs)), np.nan)
         rows, cols = np.flatnonzero(ys % step == 0), np.flatnonzero(xs % step == 0)
         if len(cols):
-            # bands of tile rows, each at most ~2 MP of input: bounded memory on any photo size
+            # bands of tile rows, each about 1 MP of input: bounded memory on any photo size
             gap = int(np.diff(ys[rows]).max(initial=step))
             per_band = max(1, (_BAND_PIXELS // image.shape[1] - side) // gap + 1)
             for start in range(0, len(rows), per_band):
@@ -139,7 +139,7 @@ class CNNModel(ImageModel):
 
 
 #: Input pixels per band of a fully convolutional scan (the first convolution's output is 16x that in float32).
-_BAND_PIXELS = 2 ** 21
+_BAND_PIXELS = 2 ** 20
 _PER_PIXEL_LAYERS = (keras.layers.Rescaling, keras.layers.BatchNormalization, keras.layers.Activation,
                      keras.layers.ReLU, keras.layers.Dropout)
 
