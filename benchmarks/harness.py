@@ -315,6 +315,8 @@ def _scan_model(run_dir: Path, name: str, scan: dict, progress: bool) -> None:
         "seconds": sum(r["seconds"] for r in done), "megapixels": sum(r["width"] * r["height"] for r in done) / 1e6,
         "overlays": [str((out / f"{r['outputs']}.overlay.jpg").relative_to(run_dir)) for r in done],
         "evaluation": (payload.get("evaluation") or {}).get("overall"),
+        # the grid in photo pixels: a CNN that runs fully convolutionally rounds the stride to its pooling step
+        "grid": {k: done[0][k] for k in ("tile_px", "stride_px")} if done else None,
     }
     write_json(path, result)
     ev = result["scan"]["evaluation"]

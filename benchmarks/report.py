@@ -231,6 +231,12 @@ def _texts(results: dict) -> dict[str, str]:
                          f"cover at least {sd['min_crack_fraction']:.1%} of it; crack-pixel recall is the share "
                          f"of mask crack pixels inside a flagged tile. s / MP: seconds per megapixel, decode "
                          f"included.")
+        grids = {m["name"]: (m.get("scan") or {}).get("grid") for m in results["models"]}
+        own = [f"{name} {g['tile_px']:.4g}-px tiles every {g['stride_px']:.4g} px" for name, g in grids.items()
+               if g and (g["tile_px"], g["stride_px"]) != (sd["tile"], sd["stride"])]
+        if own:
+            texts["scan"] += (" On the grid of its own input, where its convolutions run once over the photo: "
+                              + "; ".join(own) + ".")
     if run.get("test_data"):
         td = run["test_data"]
         texts["cross_title"] = f"Cross-dataset: trained above, tested on all of {td['path']}"

@@ -326,7 +326,8 @@ def scan_photo(model: ImageModel, path: str, *, tile: int = 227, stride: int | N
                n_jobs: int | None = None) -> dict:
     """Scan one photo file and encode its outputs, writing nothing: what :func:`scan_files` (or a
     Dask worker for it) computes per photo. Returns ``row`` (its ``scan.csv`` fields), ``files``
-    (output suffix -> encoded bytes; empty when the photo could not be read), and with ``masks``
+    (output suffix -> encoded bytes; empty when the photo could not be read; ``tile_px`` and
+    ``stride_px`` are the grid the model used, in photo pixels), and with ``masks``
     ``evaluation`` (its row of ``evaluation.csv``) plus ``truth``, ``proba``, ``crack_pixels``
     (inside a flagged tile, all) for the pooled metrics."""
     import json
@@ -335,7 +336,7 @@ def scan_photo(model: ImageModel, path: str, *, tile: int = 227, stride: int | N
     from .imageio import ImageError
 
     row = {"photo": path, "width": "", "height": "", "tiles": "", "cracked_tiles": "", "max_probability": "",
-           "seconds": "", "error": "", "detail": "", "notes": ""}
+           "seconds": "", "error": "", "detail": "", "notes": "", "tile_px": "", "stride_px": ""}
     start = time.perf_counter()
     try:
         image = read_image(path, mode="rgb", max_pixels=max_pixels)
@@ -375,7 +376,8 @@ def scan_photo(model: ImageModel, path: str, *, tile: int = 227, stride: int | N
     row.update(width=result.width, height=result.height, tiles=len(tiles),
                cracked_tiles=int((tiles["probability"] >= threshold).sum()),
                max_probability=round(float(tiles["probability"].max()), 6), seconds=round(seconds, 3),
-               notes="; ".join(result.notes))
+               notes="; ".join(result.notes), tile_px=round(result.tile * result.scale, 3),
+               stride_px=round(result.stride * result.scale, 3))
     return {**out, "row": row, "files": files}
 
 

@@ -141,6 +141,11 @@ def test_default_run_generates_synthetic_data(tmp_path):
     assert "## Whole photographs" in md and "| edges-svm |" in md.split("## Whole photographs")[1]
     assert all((tmp_path / "r" / p).is_file() for p in scan["overlays"])
     assert md.count(".overlay.jpg)") == 1 and "Whole photographs" in (tmp_path / "r" / "report.html").read_text()
+    assert scan["grid"] == {"tile_px": 227, "stride_px": 113} and "grid of its own input" not in md
+    from crackbench.benchmarks.report import _texts
+
+    scan["grid"]["stride_px"] = 113.5  # what a CNN run fully convolutionally reports
+    assert "edges-svm 227-px tiles every 113.5 px" in _texts(results)["scan"]
 
 
 @pytest.mark.slow

@@ -159,6 +159,8 @@ def test_scan_command_writes_every_output_and_scores_against_masks(edges_model, 
     assert evaluation["small.png"]["error"] == "mask-size-mismatch"
     assert "mask is 50x50, the photo 120x100" in evaluation["small.png"]["detail"]
     assert evaluation["unmasked.png"]["error"] == "no-mask"
+    rows = {p["photo"].split("/")[-1]: p for p in payload["photos"]}
+    assert (rows["wall.jpg"]["tile_px"], rows["wall.jpg"]["stride_px"]) == (227, 113)  # the grid, in photo pixels
     wall = evaluation["wall.jpg"]
     assert wall["cracked_tiles_true"] >= 2 and 0 <= wall["crack_pixel_recall"] <= 1
     assert payload["evaluation"]["overall"]["photos_evaluated"] == 1
