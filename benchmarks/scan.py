@@ -20,9 +20,10 @@ and stride (113):
 Each row reports the median of ``--repeat`` runs (decode and scans; the per-tile paths run once),
 seconds per megapixel, the ratios, and the largest difference between the scan's probabilities
 and the same tiles scored one at a time (the naive path's tiles; for a shared grid, its own tiles
-cropped from the resampled photo). With ``--peak-mp``, a child process per model scans a
-generated photo of that many megapixels (written once, beforehand) and reports its peak resident
-memory above what it held with the model loaded and warmed up.
+cropped from the resampled photo). Each model is timed in a child process of its own, so no
+model's thread pools run beside another's timings. With ``--peak-mp``, another child process per
+model scans a generated photo of that many megapixels (written once, beforehand) and reports its
+peak resident memory above what it held with the model loaded and warmed up.
 """
 
 from __future__ import annotations
@@ -106,6 +107,43 @@ def _once(fn) -> tuple[float, object]:
     return _median_time(fn, 1)
 
 
+def _measure(file: str, photo: Path, repeat: int) -> dict:
+    """One model's row; run in a child process of its own, so no model's thread pools (BLAS,
+    TensorFlow) are left running beside the next one's timings."""
+    model = load_model(file)
+    name = model.metadata.get("name", Path(file).stem)
+    h, w = read_image(photo, mode="gray").shape
+    scan_image(model, to_gray(read_image(photo))[:454, :454] if model.input_mode == "gray"
+               else read_image(photo)[:454, :454])  # warm-up
+    decode_s, _ = _median_time(lambda: read_image(photo, mode=model.input_mode), repeat)
+    scan_s, result = _median_time(lambda: scan_image(model, photo), repeat)
+    naive_s, naive = _once(lambda: _naive(model, str(photo)))
+    shared = model.grid_geometry() is not None
+    alone = _alone(model, photo, result) if shared else naive
+    row = {"model": name, "tiles": int(result.probabilities.size), "scan_s": scan_s, "naive_s": naive_s,
+           "decode_s": decode_s, "scan_s_per_mp": scan_s / (w * h / 1e6), "ratio": naive_s / scan_s,
+           "ceiling": naive_s / decode_s,
+           "grid": {"tile_px": result.tile * result.scale, "stride_px": result.stride * result.scale},
+           "max_abs_difference": float(np.abs(alone - result.probabilities.ravel()).max())}
+    if shared:
+        row["unshared_s"], _ = _median_time(lambda: scan_image(model, photo, shared=False), repeat)
+    elif hasattr(model, "pipeline"):
+        image = read_image(photo, mode=model.input_mode)
+        ys, xs = tile_origins(h, 227, 113), tile_origins(w, 227, 113)
+        row["sklearn_s"], _ = _once(lambda: [model.pipeline.predict_proba(np.stack([image[y:y + 227, x:x + 227]]))
+                                             for y in ys for x in xs])
+        row["sklearn_s"] += decode_s  # the loop above reuses one decode
+    return row
+
+
+def _child(*args: str) -> dict:
+    """Run this script with ``args`` in a child process and return the JSON it prints last."""
+    child = subprocess.run([sys.executable, "-m", "crackbench.benchmarks.scan", *args], capture_output=True, text=True)
+    if child.returncode != 0:
+        return {"error": child.stderr[-500:]}
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | None) -> dict:
     if photo is None:
         photo = Path(tempfile.mkdtemp(prefix="crackbench-scan-")) / "photo-4032x3024.jpg"
@@ -115,39 +153,16 @@ def run(targets: list[Path], photo: Path | None, repeat: int, peak_mp: float | N
     else:
         source = str(photo)
     h, w = read_image(photo, mode="gray").shape
-    mp = w * h / 1e6
     rows, big = [], None
     for file in _model_files(targets):
-        model = load_model(file)
-        name = model.metadata.get("name", file.stem)
-        scan_image(model, to_gray(read_image(photo))[:454, :454] if model.input_mode == "gray"
-                   else read_image(photo)[:454, :454])  # warm-up
-        decode_s, _ = _median_time(lambda: read_image(photo, mode=model.input_mode), repeat)  # noqa: B023
-        scan_s, result = _median_time(lambda: scan_image(model, photo), repeat)  # noqa: B023
-        naive_s, naive = _once(lambda: _naive(model, str(photo)))  # noqa: B023
-        shared = model.grid_geometry() is not None
-        alone = _alone(model, photo, result) if shared else naive
-        row = {"model": name, "tiles": int(result.probabilities.size), "scan_s": scan_s, "naive_s": naive_s,
-               "decode_s": decode_s, "scan_s_per_mp": scan_s / mp, "ratio": naive_s / scan_s,
-               "ceiling": naive_s / decode_s,
-               "grid": {"tile_px": result.tile * result.scale, "stride_px": result.stride * result.scale},
-               "max_abs_difference": float(np.abs(alone - result.probabilities.ravel()).max())}
-        if shared:
-            row["unshared_s"], _ = _median_time(lambda: scan_image(model, photo, shared=False), repeat)  # noqa: B023
-        elif hasattr(model, "pipeline"):
-            image = read_image(photo, mode=model.input_mode)
-            ys, xs = tile_origins(h, 227, 113), tile_origins(w, 227, 113)
-            row["sklearn_s"], _ = _once(lambda: [model.pipeline.predict_proba(  # noqa: B023
-                np.stack([image[y:y + 227, x:x + 227]])) for y in ys for x in xs])  # noqa: B023
-            row["sklearn_s"] += decode_s  # the loop above reuses one decode
+        row = _child("--time-child", str(file), "--photo", str(photo), "--repeat", str(repeat))
+        if "error" in row:
+            raise RuntimeError(f"timing {file} failed: {row['error']}")
         if peak_mp:
             big = big or _write_photo(peak_mp)
-            child = subprocess.run([sys.executable, "-m", "crackbench.benchmarks.scan", "--peak-child", str(file),
-                                    "--photo", str(big)], capture_output=True, text=True)
-            row["peak"] = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else {
-                "error": child.stderr[-500:]}
+            row["peak"] = _child("--peak-child", str(file), "--photo", str(big))
         rows.append(row)
-        print(f"  {name}: scan {scan_s:.2f} s, naive {naive_s:.2f} s", file=sys.stderr)
+        print(f"  {row['model']}: scan {row['scan_s']:.2f} s, naive {row['naive_s']:.2f} s", file=sys.stderr)
     return {"source": source, "width": w, "height": h, "repeat": repeat, "models": rows}
 
 
@@ -186,10 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="scan runs per model, median reported (default 3)")
     parser.add_argument("--peak-mp", type=float, help="also measure peak memory on a generated photo of this size")
     parser.add_argument("--peak-child", help=argparse.SUPPRESS)
+    parser.add_argument("--time-child", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.peak_child:
         print(json.dumps(_peak(args.peak_child, str(args.photo))))
+        return 0
+    if args.time_child:
+        print(json.dumps(_measure(args.time_child, args.photo, args.repeat)))
         return 0
     if not args.targets:
         parser.error("give model files or benchmark run folders")
