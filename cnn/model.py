@@ -105,7 +105,7 @@ class CNNModel(ImageModel):
         at origins ``ys`` x ``xs``. The convolutional trunk runs once over bands of the photo and
         each tile whose origin is a multiple of the step reads its own window of the feature map
         (what the trunk computes on that tile alone); the other tiles (a last row or column shifted
-        inward to the border) go through the whole network one crop each."""
+        inward to the border) go through trunk and head as crops of their own."""
         dense = self._dense
         if dense is None:
             raise NotImplementedError("this network cannot run fully convolutionally (grid_geometry() is None)")
@@ -131,7 +131,7 @@ class CNNModel(ImageModel):
         for start in range(0, len(rest), 256):
             chunk = rest[start:start + 256]
             crops = np.stack([image[ys[i]:ys[i] + side, xs[j]:xs[j] + side] for i, j in chunk])
-            proba[chunk[:, 0], chunk[:, 1]] = np.asarray(self.keras_model.predict_on_batch(crops)).reshape(-1)
+            proba[chunk[:, 0], chunk[:, 1]] = np.asarray(dense.head(np.asarray(dense.trunk(crops)))).reshape(-1)
         return proba
 
     def __repr__(self) -> str:
@@ -146,7 +146,7 @@ _PER_PIXEL_LAYERS = (keras.layers.Rescaling, keras.layers.BatchNormalization, ke
 
 @dataclass(frozen=True)
 class _FullyConvolutional:
-    trunk: Callable  # the layers before Flatten: uint8 (1, h, w, c) of any size -> feature map
+    trunk: Callable  # the layers before Flatten: uint8 (n, h, w, c) of any size -> feature maps
     head: Callable  # Flatten and what follows: (n, out, out, channels) -> (n, 1)
     step: int  # product of the pooling strides: input pixels per feature-map pixel
     out: int  # side of one tile's feature map
@@ -202,7 +202,7 @@ def fully_convolutional(model: keras.Model, side: int, *, atol: float = 1e-5) ->
     x = image
     for layer in layers[:flat]:
         x = layer(x)
-    trunk = _compiled(keras.Model(image, x, name="trunk"), (1, None, None, channels), "uint8")
+    trunk = _compiled(keras.Model(image, x, name="trunk"), (None, None, None, channels), "uint8")
     map_shape = tuple(layers[flat].input.shape[1:])
     window = keras.Input(map_shape)
     x = window
