@@ -9,8 +9,8 @@ the work, three jobs run:
 - ``time_predict``: ``predict_files`` with the built-in model;
 - ``time_scan``: ``scan_files`` with the built-in model on ``--photos`` generated 4032x3024 photos.
 
-each through the local path (joblib workers for extraction, one process for prediction and the
-scan's own threads for scanning) and through a ``distributed.LocalCluster`` of 1 and of 2 worker
+each through the local path (joblib workers for extraction, one thread per core for prediction
+and scanning) and through a ``distributed.LocalCluster`` of 1 and of 2 worker
 processes (one thread each). Every configuration first runs a short untimed warm-up; cluster
 start-up is timed apart. A last table times extraction on the 2-worker cluster at several
 ``--chunks`` sizes (images per task), the measurement behind ``crackbench.cluster.CHUNK_IMAGES``.

@@ -247,7 +247,7 @@ def model_source(model) -> str:
 def _predict_chunk(paths: list[str], source: str, max_pixels: int) -> list:
     from .model import predict_files
 
-    return list(predict_files(_worker_model(source), paths, max_pixels=max_pixels))
+    return list(predict_files(_worker_model(source), paths, max_pixels=max_pixels, n_jobs=1))  # one thread per worker
 
 
 def _scan_chunk(paths: list[str], source: str, settings: dict) -> list:

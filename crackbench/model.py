@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, TypedDict
 
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
@@ -188,11 +189,16 @@ CHUNK_BYTES = 512 * 2**20
 
 
 def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 256,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = CHUNK_BYTES) -> Iterator[Prediction]:
+                  max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = CHUNK_BYTES,
+                  n_jobs: int | None = None) -> Iterator[Prediction]:
     """Predict file by file in chunks, in input order; every path yields one row, and an unusable
     file yields an ``error`` row with its reason. A chunk holds at most ``chunk_size`` files and
     about ``max_bytes`` of decoded pixels (one image above it is predicted alone), so memory stays
     bounded whatever the image sizes.
+
+    ``n_jobs`` chunks are decoded and predicted at once, on threads (default: one per core for a
+    model whose batches can run side by side, ``model.concurrent_batches``, else 1), sharing
+    ``max_bytes`` between them; the rows do not depend on it.
 
     Inside a :func:`crackbench.cluster.connect` block the files are read and predicted by the Dask
     workers, in chunks, each worker loading the model once from ``model.source``; the rows are the
@@ -205,6 +211,26 @@ def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 
 
         yield from predict_on_cluster(client, model, paths, max_pixels=max_pixels)
         return
+    groups = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
+    workers = min(n_jobs or (joblib.cpu_count() if model.concurrent_batches else 1), len(groups))
+    if workers <= 1:
+        for group in groups:
+            yield from _predict_chunk(model, group, max_pixels, max_bytes)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread per chunk thread, as in scan_image; each running chunk holds its own images only
+    with threadpool_limits(limits=1), ThreadPoolExecutor(workers, thread_name_prefix="crackbench-predict") as pool:
+        for rows in pool.map(lambda group: list(_predict_chunk(model, group, max_pixels, max_bytes // workers)),
+                             groups):
+            yield from rows
+
+
+def _predict_chunk(model: ImageModel, paths: Sequence[str], max_pixels: int, max_bytes: int) -> Iterator[Prediction]:
+    """Rows for ``paths`` (at most one chunk of files), predicted in batches of at most ``max_bytes``
+    of decoded pixels."""
     pending: list[tuple[str, np.ndarray | ImageError]] = []
     held = 0
 
@@ -230,9 +256,6 @@ def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 
             held = 0
         pending.append((p, image))
         held += image.nbytes
-        if len(pending) >= chunk_size:
-            yield from flush()
-            held = 0
     yield from flush()
 
 

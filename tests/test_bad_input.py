@@ -279,6 +279,33 @@ def test_predict_chunks_by_decoded_bytes_and_refuses_large_images(tmp_path, trai
     assert list(table["error"]) == ["", "too-large", "", "too-large", ""]
 
 
+def test_predict_on_threads_gives_the_same_rows_in_order_and_shares_the_byte_budget(tmp_path, trained_edges):
+    import threading
+
+    from crackbench.model import predict_files
+    from crackbench.registry import load_model
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(14):
+        p = tmp_path / f"{i:02d}.png"
+        p.write_bytes(b"not an image" if i % 5 == 2 else png_bytes(texture(rng, (30 + 20 * i, 60))))
+        paths.append(str(p))
+    model = load_model(trained_edges)
+    calls = []
+    real = model.predict_proba
+    model.predict_proba = lambda X: calls.append((threading.current_thread().name, sum(x.nbytes for x in X),
+                                                  len(X))) or real(X)
+    one = list(predict_files(model, paths, chunk_size=3, n_jobs=1))
+    assert {name for name, _, _ in calls} == {threading.current_thread().name}
+    calls.clear()
+    two = list(predict_files(model, paths, chunk_size=3, n_jobs=2, max_bytes=40_000))
+    assert one == two and [r.path for r in two] == paths  # same rows, same order, bad files included
+    assert sum(bool(r.error) for r in two) == 3
+    assert len({name for name, _, _ in calls}) == 2  # both threads predicted
+    assert all(nbytes <= 20_000 or n == 1 for _, nbytes, n in calls)  # each thread keeps to half the budget
+
+
 def test_decoding_policy_one_rule_for_depth_and_trailing_bytes():
     rng = np.random.default_rng(4)
     img = texture(rng, (20, 20, 3))
