@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,11 @@ def _page(title: str, parts: list[str]) -> str:
 
 def _png_img(png: bytes, alt: str) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(alt)}">'
+
+
+def _prose(text: str) -> str:
+    """A paragraph's text as HTML: escaped, with markdown's `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def _html_table(table) -> str:
@@ -406,26 +412,26 @@ def _html(run_dir: Path, results: dict, figs: dict[str, bytes]) -> str:
     data = "".join(f"<tr><th>{k}</th><td class=txt>{html.escape(str(v))}</td></tr>" for k, v in data_rows.items())
     parts = [
         "<h1>crackbench benchmark report</h1>",
-        f"<table>{data}</table><p>{html.escape(t['splits'])}</p>",
-        "<h2>Test split</h2>", f"<p>{html.escape(t['protocol'] + ' ' + ranking_text(results, 'test'))}</p>",
+        f"<table>{data}</table><p>{_prose(t['splits'])}</p>",
+        "<h2>Test split</h2>", f"<p>{_prose(t['protocol'] + ' ' + ranking_text(results, 'test'))}</p>",
         _html_table(_model_table(results, "test")),
         "<h2>Accuracy vs latency</h2>", img("accuracy_vs_latency", "accuracy versus latency, Pareto front"),
         "<div class='row'>", img("roc_test", "ROC curves"), "</div>", img("confusion_test", "confusion matrices"),
     ]
     if "cross" in t:
         parts += [f"<h2>{html.escape(t['cross_title'])}</h2>",
-                  f"<p>{html.escape(t['cross'] + ' ' + ranking_text(results, 'cross'))}</p>",
+                  f"<p>{_prose(t['cross'] + ' ' + ranking_text(results, 'cross'))}</p>",
                   _html_table(_model_table(results, "cross")), "<div class='row'>",
                   img("roc_cross", "cross-dataset ROC"), "</div>", img("confusion_cross", "cross-dataset confusion")]
     if "scan" in t:
-        parts += ["<h2>Whole photographs</h2>", f"<p>{html.escape(t['scan'])}</p>", _html_table(_scan_table(results)),
+        parts += ["<h2>Whole photographs</h2>", f"<p>{_prose(t['scan'])}</p>", _html_table(_scan_table(results)),
                   "<p>Overlays: the photo under each model's probability heatmap, flagged tiles outlined in red, the "
                   "masks' cracks in green.</p>",
                   _overlay_gallery(run_dir, results)]
     for name in (n for n in figs if n.endswith("_training_curves")):
         model = name.removesuffix("_training_curves")
         parts += [f"<h2>{html.escape(model)}: training curves</h2>", img(name, "loss and accuracy per epoch")]
-    parts += ["<h2>McNemar tests on the test split</h2>", f"<p>{html.escape(t['mcnemar'])}</p>",
+    parts += ["<h2>McNemar tests on the test split</h2>", f"<p>{_prose(t['mcnemar'])}</p>",
               _html_table(_mcnemar_table(results)), "<h2>Where the time went</h2>",
               _html_table(_phases_table(results)),
               "<h2>Misclassified test images</h2><p>Most confident mistakes first; caption: true label, "
@@ -580,7 +586,7 @@ def write_matrix_reports(out: str | os.PathLike, matrix: dict | None = None) -> 
     (out / "figures").mkdir(exist_ok=True)
     (out / "figures" / "matrix.png").write_bytes(png)
     page = ["<h1>crackbench cross-dataset matrix</h1>",
-            f"<p>{html.escape(_matrix_text(matrix))}</p><h2>In domain vs out of domain</h2>",
+            f"<p>{_prose(_matrix_text(matrix))}</p><h2>In domain vs out of domain</h2>",
             _html_table(tables["summary"]),
             _png_img(png, "balanced accuracy matrices")]
     for name, table in tables.items():
@@ -660,7 +666,7 @@ def write_adapt_reports(out: str | os.PathLike, adapt: dict | None = None) -> No
     with atomic_path(out / "adapt.md") as tmp:
         tmp.write_text("\n".join(md) + "\n")
     page = ["<h1>How many labelled images of the target does a model need?</h1>",
-            f"<p>{html.escape(_adapt_text(adapt))}</p><h2>Balanced accuracy on the test split of "
+            f"<p>{_prose(_adapt_text(adapt))}</p><h2>Balanced accuracy on the test split of "
             f"{html.escape(name_t)}</h2>",
             _html_table(target), _png_img(png, "balanced accuracy against labelled target images"),
             f"<h2>Accuracy on the test split of {html.escape(name_s)} (in domain)</h2>", _html_table(source)]

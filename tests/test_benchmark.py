@@ -142,6 +142,7 @@ def test_default_run_generates_synthetic_data(tmp_path):
     assert all((tmp_path / "r" / p).is_file() for p in scan["overlays"])
     assert md.count(".overlay.jpg)") == 1 and "Whole photographs" in (tmp_path / "r" / "report.html").read_text()
     assert scan["grid"] == {"tile_px": 227, "stride_px": 113} and "grid of its own input" not in md
+    assert "(<code>crackbench scan</code>)" in (tmp_path / "r" / "report.html").read_text()  # markdown code as HTML
     from crackbench.benchmarks.report import _texts
 
     scan["grid"]["stride_px"] = 113.5  # what a CNN run fully convolutionally reports
