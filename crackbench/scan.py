@@ -16,6 +16,8 @@ smaller than one tile is padded (edge pixels repeated) to one tile, with a note.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -394,22 +396,50 @@ def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, 
 
     Inside a :func:`crackbench.cluster.connect` block the photos are scanned by the Dask workers
     (which read the photos and masks from their paths); the files are written here either way."""
-    from tqdm.auto import tqdm
-
     from .cluster import active_client
-    from .files import atomic_path, write_json
 
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     settings = {"tile": tile, "stride": stride, "scale": scale, "threshold": threshold, "masks": masks,
                 "min_crack_fraction": min_crack_fraction, "max_pixels": max_pixels}
     client = active_client()
-    if client is not None and paths:
-        from .cluster import scan_on_cluster
+    with contextlib.ExitStack() as stack:
+        if client is not None and paths:
+            from .cluster import scan_on_cluster
 
-        results = scan_on_cluster(client, model, paths, settings)
-    else:
-        results = (scan_photo(model, p, **settings) for p in paths)
+            results = scan_on_cluster(client, model, paths, settings)
+        elif model.concurrent_batches and len(paths) > 1 and joblib.cpu_count() > 1:
+            # one photo per core, each on one thread (and one BLAS thread): decoding, scoring and
+            # encoding of different photos overlap
+            workers = min(joblib.cpu_count(), len(paths))
+            stack.enter_context(threadpool_limits(limits=1))
+            pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="crackbench-scan"))
+            results = _in_order(pool, lambda p: scan_photo(model, p, **settings, n_jobs=1), paths, 2 * workers)
+        else:
+            results = (scan_photo(model, p, **settings) for p in paths)
+        return _write_scans(model, paths, results, out, settings, progress)
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: list, ahead: int):
+    """``fn(item)`` for every item on ``pool``, yielded in input order, with at most ``ahead`` items
+    submitted and not yet yielded (finished results do not pile up behind a slow one)."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+        pending.append(pool.submit(fn, item))
+    while pending:
+        yield pending.popleft().result()
+
+
+def _write_scans(model: ImageModel, paths: list[str], results, out: str, settings: dict, progress: bool) -> dict:
+    """Write each photo's files as its result comes, then ``scan.csv``, ``scan.json`` and, with
+    masks, ``evaluation.csv``; returns what ``scan.json`` holds."""
+    from tqdm.auto import tqdm
+
+    from .files import atomic_path, write_json
+
+    tile, threshold, masks = settings["tile"], settings["threshold"], settings["masks"]
     rows, evaluation, stems = [], [], set()
     pooled_truth, pooled_proba, crack_in, crack_total = [], [], 0, 0
     for path, done in zip(paths, tqdm(results, total=len(paths), desc="scan", unit="photo", disable=not progress,
@@ -433,8 +463,9 @@ def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, 
     with atomic_path(os.path.join(out, "scan.csv")) as tmp:
         pd.DataFrame(rows, columns=[*columns, "detail", "outputs", "notes"])[columns].to_csv(
             tmp, index=False, lineterminator="\n")
-    payload = {"model": model.name, "settings": {"tile": tile, "stride": stride or max(1, tile // 2), "scale": scale,
-                                                 "threshold": threshold, "min_crack_fraction": min_crack_fraction},
+    payload = {"model": model.name, "settings": {"tile": tile, "stride": settings["stride"] or max(1, tile // 2),
+                                                 "scale": settings["scale"], "threshold": threshold,
+                                                 "min_crack_fraction": settings["min_crack_fraction"]},
                "photos": rows}
     if masks is not None:
         overall = (tile_metrics(np.concatenate(pooled_truth), np.concatenate(pooled_proba), threshold)

@@ -218,3 +218,56 @@ def test_a_model_trained_on_patches_finds_the_cracks_of_a_synthetic_photo(edges_
     truth = tile_crack_fraction(result, mask) >= 0.002
     assert 0 < truth.sum() < len(truth)
     assert tile_metrics(truth, result.tiles["probability"], 0.5)["roc_auc"] > 0.85
+
+
+def test_photos_scanned_side_by_side_write_the_same_files_as_one_at_a_time(edges_model, tmp_path, monkeypatch):
+    from crackbench import scan as scan_module
+    from crackbench.registry import load_model
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), cv2.cvtColor(synthetic_photo(i, 500, 400)[0], cv2.COLOR_RGB2BGR))
+    (photos / "bad.jpg").write_bytes(b"not a photo")
+    paths = sorted(str(p) for p in photos.iterdir())
+    model = load_model(edges_model)
+    threads = []
+    real = scan_module.scan_photo
+    monkeypatch.setattr(scan_module, "scan_photo", lambda *a, **k: threads.append(
+        __import__("threading").current_thread().name) or real(*a, **k))
+    side = scan_module.scan_files(model, paths, tmp_path / "side", progress=False)
+    assert len(set(threads)) > 1 or scan_module.joblib.cpu_count() == 1  # one photo per core
+    monkeypatch.setattr(scan_module.joblib, "cpu_count", lambda: 1)
+    one = scan_module.scan_files(model, paths, tmp_path / "one", progress=False)
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in side["photos"]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in one["photos"]]
+    for f in sorted((tmp_path / "one").iterdir()):
+        if f.name not in ("scan.csv", "scan.json"):  # those hold the seconds
+            assert (tmp_path / "side" / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_in_order_yields_in_input_order_with_a_bounded_window():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crackbench.scan import _in_order
+
+    running, most = set(), [0]
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            running.add(i)
+            most[0] = max(most[0], len(running))
+        time.sleep(0.05 if i == 0 else 0.001)  # the first is slow: later ones must wait behind it
+        return i
+
+    with ThreadPoolExecutor(2) as pool:
+        out = []
+        for i in _in_order(pool, work, list(range(12)), ahead=3):
+            out.append(i)
+            with lock:
+                running.discard(i)
+    assert out == list(range(12)) and most[0] <= 3
