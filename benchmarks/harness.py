@@ -305,14 +305,16 @@ def _scan_model(run_dir: Path, name: str, scan: dict, progress: bool) -> None:
         return
     out = run_dir / "models" / name / "scan"
     model = load_model(run_dir / result["model_file"])
+    start = time.perf_counter()
     payload = scan_files(model, scan["photos"], out, tile=scan["tile"], stride=scan["stride"],
                          threshold=scan["threshold"], masks=scan["masks"],
                          min_crack_fraction=scan["min_crack_fraction"], progress=progress)
+    wall = time.perf_counter() - start  # photos may be scanned side by side: their own seconds overlap
     done = [r for r in payload["photos"] if not r["error"]]
     result["scan"] = {
         "stamp": stamp, "photos": len(done), "errors": len(payload["photos"]) - len(done),
         "tiles": sum(r["tiles"] for r in done), "flagged_tiles": sum(r["cracked_tiles"] for r in done),
-        "seconds": sum(r["seconds"] for r in done), "megapixels": sum(r["width"] * r["height"] for r in done) / 1e6,
+        "seconds": wall, "megapixels": sum(r["width"] * r["height"] for r in done) / 1e6,
         "overlays": [str((out / f"{r['outputs']}.overlay.jpg").relative_to(run_dir)) for r in done],
         "evaluation": (payload.get("evaluation") or {}).get("overall"),
         # the grid in photo pixels: a CNN that runs fully convolutionally rounds the stride to its pooling step

@@ -235,8 +235,8 @@ def _texts(results: dict) -> dict[str, str]:
                          f"(`crackbench scan`): {sd['tile']}-px tiles, stride {sd['stride']}, flagged at "
                          f"P >= {sd['threshold']}. Against the crack masks, a tile is cracked when crack pixels "
                          f"cover at least {sd['min_crack_fraction']:.1%} of it; crack-pixel recall is the share "
-                         f"of mask crack pixels inside a flagged tile. s / MP: seconds per megapixel, decode "
-                         f"included.")
+                         f"of mask crack pixels inside a flagged tile. s / MP: wall-clock seconds of the whole "
+                         f"scan per megapixel, decoding and writing the outputs included.")
         grids = {m["name"]: (m.get("scan") or {}).get("grid") for m in results["models"]}
         own = [f"{name} {g['tile_px']:.4g}-px tiles every {g['stride_px']:.4g} px" for name, g in grids.items()
                if g and (g["tile_px"], g["stride_px"]) != (sd["tile"], sd["stride"])]

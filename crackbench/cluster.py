@@ -34,7 +34,7 @@ __all__ = ["CHUNK_IMAGES", "CHUNK_PHOTOS", "SCHEDULER_ENV", "ClusterError", "act
 #: The environment variable Dask itself reads for the scheduler's address.
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 #: Patches per task for feature extraction and prediction. On the 2-core reference machine 64 to 256
-#: gave 1,000-1,220 images/s over three runs, 256 ahead by up to 11%, and 32 less
+#: gave 1,000-1,220 images/s over four runs, 256 ahead of 128 by 2-11%, and 32 less
 #: (``python -m crackbench.benchmarks.scaling``, docs/cluster.md); 128 keeps a task's memory small
 #: and the load even across more workers.
 CHUNK_IMAGES = 128
