@@ -42,7 +42,7 @@ import numpy as np
 
 from crackbench.imageio import read_image, to_gray
 from crackbench.registry import load_model
-from crackbench.scan import scan_image, tile_origins
+from crackbench.scan import resample, scan_image, tile_origins
 from crackbench.synthetic import synthetic_photo
 
 from .features import run_and_emit
@@ -86,10 +86,7 @@ def _write_photo(megapixels: float) -> Path:
 
 def _alone(model, photo: Path, result) -> np.ndarray:
     """The scan's tiles scored one call each from the photo resampled as the scan resampled it."""
-    image = read_image(photo, mode=model.input_mode)
-    h, w = result.scanned_shape
-    if (h, w) != image.shape[:2]:
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if result.scale > 1 else cv2.INTER_LINEAR)
+    image = resample(read_image(photo, mode=model.input_mode), result.scale)
     t = result.tile
     return np.array([model.predict_proba([image[y:y + t, x:x + t].copy()])[0, 1] for y in result.ys for x in result.xs])
 

@@ -212,20 +212,41 @@ def predict_files(model: ImageModel, paths: Sequence[str], *, chunk_size: int = 
         yield from predict_on_cluster(client, model, paths, max_pixels=max_pixels)
         return
     groups = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
-    workers = min(n_jobs or (joblib.cpu_count() if model.concurrent_batches else 1), len(groups))
+    workers = threads_for(model, n_jobs, len(groups))
+    # each running chunk holds its own images only: the threads share the byte budget
+    for rows in map_threads(lambda group: list(_predict_chunk(model, group, max_pixels, max_bytes // workers)),
+                            groups, workers):
+        yield from rows
+
+
+def threads_for(model: ImageModel, n_jobs: int | None, n_tasks: int) -> int:
+    """Threads to run ``n_tasks`` pieces of ``model``'s work on: ``n_jobs``, else one per core for a
+    model whose batches can run side by side (``model.concurrent_batches``), else 1; at most one
+    per task."""
+    return max(1, min(n_jobs or (joblib.cpu_count() if model.concurrent_batches else 1), n_tasks))
+
+
+def map_threads(fn, items: Iterable, workers: int) -> Iterator:
+    """``fn(item)`` for each item, yielded in input order. With ``workers`` > 1 they run on that many
+    threads, each with one BLAS thread (BLAS pools spinning beside them would take their cores),
+    and at most two items per thread are submitted and not yet yielded, so finished results do not
+    pile up behind a slow one; with 1, in this thread."""
     if workers <= 1:
-        for group in groups:
-            yield from _predict_chunk(model, group, max_pixels, max_bytes)
+        yield from map(fn, items)
         return
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
-    # One BLAS thread per chunk thread, as in scan_image; each running chunk holds its own images only
-    with threadpool_limits(limits=1), ThreadPoolExecutor(workers, thread_name_prefix="crackbench-predict") as pool:
-        for rows in pool.map(lambda group: list(_predict_chunk(model, group, max_pixels, max_bytes // workers)),
-                             groups):
-            yield from rows
+    with threadpool_limits(limits=1), ThreadPoolExecutor(workers, thread_name_prefix="crackbench") as pool:
+        pending: deque = deque()
+        for item in items:
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
 
 
 def _predict_chunk(model: ImageModel, paths: Sequence[str], max_pixels: int, max_bytes: int) -> Iterator[Prediction]:

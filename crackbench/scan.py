@@ -16,23 +16,18 @@ smaller than one tile is padded (edge pixels repeated) to one tile, with a note.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
-import joblib
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .imageio import DEFAULT_MAX_PIXELS, read_image, to_gray
-from .model import ImageModel
+from .model import ImageModel, map_threads, threads_for
 
-__all__ = ["ScanResult", "scan_files", "scan_image", "scan_photo", "tile_origins"]
+__all__ = ["ScanResult", "resample", "resampled_size", "scan_files", "scan_image", "scan_photo", "tile_origins"]
 
 
 def tile_origins(length: int, tile: int, stride: int) -> np.ndarray:
@@ -47,6 +42,20 @@ def tile_origins(length: int, tile: int, stride: int) -> np.ndarray:
     if starts[-1] != length - tile:
         starts = np.append(starts, length - tile)
     return starts
+
+
+def resampled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """``(width, height)`` of a ``width`` x ``height`` photo resampled by ``1 / scale``."""
+    return max(1, round(width / scale)), max(1, round(height / scale))
+
+
+def resample(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resampled by ``1 / scale`` as :func:`scan_image` does it: area averaging when
+    shrinking, bilinear when enlarging; ``image`` itself at ``scale=1``."""
+    if scale == 1.0:
+        return image
+    size = resampled_size(image.shape[1], image.shape[0], scale)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR)
 
 
 @dataclass
@@ -96,7 +105,8 @@ class ScanResult:
     @property
     def _resampled_shape(self) -> tuple[int, int]:
         """(height, width) of the resampled photo before any padding."""
-        return max(1, round(self.height / self.scale)), max(1, round(self.width / self.scale))
+        width, height = resampled_size(self.width, self.height, self.scale)
+        return height, width
 
     @functools.cached_property
     def _probability_map(self) -> np.ndarray:
@@ -205,10 +215,7 @@ def scan_image(
     if grid is not None:  # tiles at the model's input resolution: one resample for the whole photo
         side, step = grid
         scale, stride, tile = scale * tile / side, max(step, round(stride * side / tile / step) * step), side
-    scanned = image
-    if scale != 1.0:
-        size = (max(1, round(width / scale)), max(1, round(height / scale)))
-        scanned = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale > 1 else cv2.INTER_LINEAR)
+    scanned = resample(image, scale)
     sh, sw = scanned.shape[:2]
     if sh < tile or sw < tile:
         pad = ((0, max(0, tile - sh)), (0, max(0, tile - sw))) + (((0, 0),) if scanned.ndim == 3 else ())
@@ -219,29 +226,20 @@ def scan_image(
     ys = tile_origins(scanned.shape[0], tile, stride)
     xs = tile_origins(scanned.shape[1], tile, stride)
     if grid is not None:
-        return ScanResult(width=width, height=height, tile=tile, stride=stride, scale=scale, threshold=threshold,
-                          positive_class=model.classes_[1], negative_class=model.classes_[0], xs=xs, ys=ys,
-                          probabilities=model.grid_proba(scanned, ys, xs), scanned_shape=scanned.shape[:2],
-                          notes=notes)
-    axes = (0, 1)
-    windows = np.lib.stride_tricks.sliding_window_view(scanned, (tile, tile), axis=axes)  # views, no copies
-    origins = [(y, x) for y in ys for x in xs]
-    starts = range(0, len(origins), batch_size)
-
-    def score(start: int) -> np.ndarray:
-        batch = origins[start:start + batch_size]
-        # one contiguous copy per grey tile, on this batch's thread: every feature set then reads it as is
-        tiles = [np.ascontiguousarray(windows[y, x]) if scanned.ndim == 2 else np.moveaxis(windows[y, x], 0, -1)
-                 for y, x in batch]
-        return model.predict_proba(tiles)[:, 1]
-
-    workers = min(n_jobs or (joblib.cpu_count() if model.concurrent_batches else 1), len(starts))
-    if workers > 1:
-        # One BLAS thread per batch thread: BLAS pools spinning beside them would take their cores
-        with threadpool_limits(limits=1), ThreadPoolExecutor(workers, thread_name_prefix="crackbench-scan") as pool:
-            proba = np.concatenate(list(pool.map(score, starts)))
+        proba = model.grid_proba(scanned, ys, xs)
     else:
-        proba = np.concatenate([score(start) for start in starts])
+        windows = np.lib.stride_tricks.sliding_window_view(scanned, (tile, tile), axis=(0, 1))  # views, no copies
+        origins = [(y, x) for y in ys for x in xs]
+        starts = range(0, len(origins), batch_size)
+
+        def score(start: int) -> np.ndarray:
+            batch = origins[start:start + batch_size]
+            # one contiguous copy per grey tile, on this batch's thread: every feature set then reads it as is
+            tiles = [np.ascontiguousarray(windows[y, x]) if scanned.ndim == 2 else np.moveaxis(windows[y, x], 0, -1)
+                     for y, x in batch]
+            return model.predict_proba(tiles)[:, 1]
+
+        proba = np.concatenate(list(map_threads(score, starts, threads_for(model, n_jobs, len(starts)))))
     return ScanResult(width=width, height=height, tile=tile, stride=stride, scale=scale, threshold=threshold,
                       positive_class=model.classes_[1], negative_class=model.classes_[0], xs=xs, ys=ys,
                       probabilities=proba.reshape(len(ys), len(xs)), scanned_shape=scanned.shape[:2], notes=notes)
@@ -403,33 +401,17 @@ def scan_files(model: ImageModel, paths: list[str], out_dir: str | os.PathLike, 
     settings = {"tile": tile, "stride": stride, "scale": scale, "threshold": threshold, "masks": masks,
                 "min_crack_fraction": min_crack_fraction, "max_pixels": max_pixels}
     client = active_client()
-    with contextlib.ExitStack() as stack:
-        if client is not None and paths:
-            from .cluster import scan_on_cluster
+    if client is not None and paths:
+        from .cluster import scan_on_cluster
 
-            results = scan_on_cluster(client, model, paths, settings)
-        elif model.concurrent_batches and len(paths) > 1 and joblib.cpu_count() > 1:
-            # one photo per core, each on one thread (and one BLAS thread): decoding, scoring and
-            # encoding of different photos overlap
-            workers = min(joblib.cpu_count(), len(paths))
-            stack.enter_context(threadpool_limits(limits=1))
-            pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="crackbench-scan"))
-            results = _in_order(pool, lambda p: scan_photo(model, p, **settings, n_jobs=1), paths, 2 * workers)
-        else:
-            results = (scan_photo(model, p, **settings) for p in paths)
-        return _write_scans(model, paths, results, out, settings, progress)
-
-
-def _in_order(pool: ThreadPoolExecutor, fn, items: list, ahead: int):
-    """``fn(item)`` for every item on ``pool``, yielded in input order, with at most ``ahead`` items
-    submitted and not yet yielded (finished results do not pile up behind a slow one)."""
-    pending: collections.deque = collections.deque()
-    for item in items:
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-        pending.append(pool.submit(fn, item))
-    while pending:
-        yield pending.popleft().result()
+        results = scan_on_cluster(client, model, paths, settings)
+    else:
+        # one photo per core (a classical model), each on one thread: decoding, scoring and encoding
+        # of different photos overlap; otherwise one photo at a time, its batches on the cores
+        workers = threads_for(model, None, len(paths))
+        per_photo = 1 if workers > 1 else None
+        results = map_threads(lambda p: scan_photo(model, p, **settings, n_jobs=per_photo), paths, workers)
+    return _write_scans(model, paths, results, out, settings, progress)
 
 
 def _write_scans(model: ImageModel, paths: list[str], results, out: str, settings: dict, progress: bool) -> dict:

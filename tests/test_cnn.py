@@ -167,7 +167,7 @@ def test_fully_convolutional_scan_gives_each_tile_what_the_network_gives_it_alon
     the last row and column (shifted inward, off the pooling step) alike; coordinates still cover
     every pixel of the original photo."""
     from crackbench.cnn import model as cnn_model
-    from crackbench.scan import scan_image
+    from crackbench.scan import resample, scan_image
 
     if band_pixels:
         monkeypatch.setattr(cnn_model, "_BAND_PIXELS", band_pixels)
@@ -177,7 +177,8 @@ def test_fully_convolutional_scan_gives_each_tile_what_the_network_gives_it_alon
     result = scan_image(model, photo, tile=100)
     assert result.tile == 48 and result.stride == 24 and result.scale == pytest.approx(100 / 48)
     assert (result.ys % 8 != 0).any() and (result.xs % 8 != 0).any()  # both paths are exercised
-    resampled = cv2.resize(photo, (result.scanned_shape[1], result.scanned_shape[0]), interpolation=cv2.INTER_AREA)
+    resampled = resample(photo, result.scale)
+    assert resampled.shape[:2] == result.scanned_shape
     alone = model.predict_proba([resampled[y:y + 48, x:x + 48] for y in result.ys for x in result.xs])[:, 1]
     np.testing.assert_allclose(result.probabilities.ravel(), alone, rtol=0, atol=1e-5)
     covered = np.zeros(photo.shape[:2], bool)

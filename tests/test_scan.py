@@ -221,6 +221,8 @@ def test_a_model_trained_on_patches_finds_the_cracks_of_a_synthetic_photo(edges_
 
 
 def test_photos_scanned_side_by_side_write_the_same_files_as_one_at_a_time(edges_model, tmp_path, monkeypatch):
+    import joblib
+
     from crackbench import scan as scan_module
     from crackbench.registry import load_model
 
@@ -236,8 +238,8 @@ def test_photos_scanned_side_by_side_write_the_same_files_as_one_at_a_time(edges
     monkeypatch.setattr(scan_module, "scan_photo", lambda *a, **k: threads.append(
         __import__("threading").current_thread().name) or real(*a, **k))
     side = scan_module.scan_files(model, paths, tmp_path / "side", progress=False)
-    assert len(set(threads)) > 1 or scan_module.joblib.cpu_count() == 1  # one photo per core
-    monkeypatch.setattr(scan_module.joblib, "cpu_count", lambda: 1)
+    assert len(set(threads)) > 1 or joblib.cpu_count() == 1  # one photo per core
+    monkeypatch.setattr(joblib, "cpu_count", lambda: 1)
     one = scan_module.scan_files(model, paths, tmp_path / "one", progress=False)
     drop = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in side["photos"]] == \
@@ -247,12 +249,11 @@ def test_photos_scanned_side_by_side_write_the_same_files_as_one_at_a_time(edges
             assert (tmp_path / "side" / f.name).read_bytes() == f.read_bytes(), f.name
 
 
-def test_in_order_yields_in_input_order_with_a_bounded_window():
+def test_map_threads_yields_in_input_order_with_a_bounded_window():
     import threading
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
-    from crackbench.scan import _in_order
+    from crackbench.model import map_threads
 
     running, most = set(), [0]
     lock = threading.Lock()
@@ -264,10 +265,11 @@ def test_in_order_yields_in_input_order_with_a_bounded_window():
         time.sleep(0.05 if i == 0 else 0.001)  # the first is slow: later ones must wait behind it
         return i
 
-    with ThreadPoolExecutor(2) as pool:
-        out = []
-        for i in _in_order(pool, work, list(range(12)), ahead=3):
-            out.append(i)
-            with lock:
-                running.discard(i)
-    assert out == list(range(12)) and most[0] <= 3
+    out = []
+    for i in map_threads(work, range(12), 2):
+        out.append(i)
+        with lock:
+            running.discard(i)
+    assert out == list(range(12)) and most[0] <= 4  # two per thread, submitted and not yet yielded
+    assert list(map_threads(lambda i: (i, threading.current_thread().name), range(3), 1)) == [
+        (i, threading.current_thread().name) for i in range(3)]  # one worker: in this thread
