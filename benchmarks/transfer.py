@@ -14,9 +14,12 @@ together) with the same classifier settings, and scored on:
 - UAV75's tiles (128 px, stride 64, cracked when >= 0.2% of the tile is crack in the mask), its
   ``val`` photographs for choosing and its ``test`` photographs for reporting (``splits.csv``).
 
+Further rows score trained models' files with the scale matched at test time: an image's score is
+the highest probability of its tiles of 2/3 or 1/2 of its side (``crackbench scan --tile``).
+
 The variant to ship is chosen on validation data only: the highest mean of the targets' validation
-balanced accuracy and the UAV75 validation tile ROC-AUC, among variants with source validation
-accuracy >= 0.995. Test columns are reported for every variant, chosen or not. Writes
+balanced accuracy and the UAV75 validation tile ROC-AUC, among variants and scanned rows with source
+validation accuracy >= 0.995. Test columns are reported for every variant, chosen or not. Writes
 ``transfer.json``, ``transfer.md`` and ``figures/transfer.png`` to ``--out``; features are cached
 there, so a rerun with more variants computes only the new ones.
 """
@@ -50,6 +53,7 @@ from crackbench.features import (
     extract,
 )
 from crackbench.files import write_json
+from crackbench.imageio import read_image
 
 from .metrics import evaluate
 
@@ -100,6 +104,10 @@ VARIANTS: dict[str, tuple] = {
                                                            "zoom+faint"),
     "edges+ridge / rf, train + zoomed-out copies": ("augmentation", lambda: _union(EdgeFeatures(), RidgeFeatures()),
                                                     "rf", "zoom"),
+    "edges+ridge / svm, train + zoomed-out copies + line negatives": (
+        "hard negatives", lambda: _union(EdgeFeatures(), RidgeFeatures()), "svm", "zoom", "lines"),
+    "edges+ridge / rf, train + zoomed-out copies + line negatives": (
+        "hard negatives", lambda: _union(EdgeFeatures(), RidgeFeatures()), "rf", "zoom", "lines"),
     "edges+ridge at half size / svm, train + zoomed-out copies": (
         "speed", lambda: _union(EdgeFeatures(), MultiScale(RidgeFeatures(), (0.5,))), "svm", "zoom"),
     "edges+ridge at half size, sigmas 0.5-2 / svm, train + zoomed-out copies": (
@@ -117,6 +125,13 @@ MODEL_ROWS = ["edges-svm", "combined-svm", "robust-svm", "robust-rf"]
 # name -> the CNN's training augmentation (crackbench.cnn.train_cnn's ``augment``)
 CNN_VARIANTS = {"cnn (flips, quarter turns)": True, "cnn-aug (+ colour, blur, noise, JPEG, zoom-out)": "field"}
 
+# Scale matched at test time: a trained model (the registry rows' and the CNN's files) scores an
+# image as the highest probability of its tiles of 1/k of its side, half a tile apart, as
+# `crackbench scan --tile <side/k>` does for a folder of patches (scans.csv's max_probability).
+# Finer cracks than Özgenel's are then seen larger. name -> (model file stem, k)
+SCANNED = {f"{stem}, scanned with tiles of {frac} the side": (stem, k)
+           for stem in ("edges-svm", "robust-svm", "robust-rf", "cnn") for k, frac in ((1.5, "2/3"), (2.0, "1/2"))}
+
 
 def _classifier(kind: str, seed: int):
     if kind == "rf":
@@ -133,7 +148,6 @@ def _scores(clf, X) -> np.ndarray:
 
 def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: float = 0.002, mode: str = "gray"):
     """Tiles (``mode`` grey or rgb) of every UAV75 photograph with their truth and the photograph's split."""
-    from crackbench.imageio import read_image
     from crackbench.scan import read_mask, tile_origins
 
     splits = pd.read_csv(folder / "splits.csv").set_index("stem")["split"].to_dict()
@@ -196,17 +210,20 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     uav_data = _uav_tiles(uav) if uav is not None else None
     previous = json.loads((out / "transfer.json").read_text()) if (out / "transfer.json").is_file() else {}
     done = {r["variant"]: r for r in previous.get("variants", [])}
-    from crackbench.imageio import read_image
 
     timing_images = [read_image(p, mode="gray") for p in frames["source"]["path"][:100]]
     rows = []
-    for name in variants or [*VARIANTS, *(CNN_VARIANTS if cnn else []), *MODEL_ROWS]:
+    default = [*VARIANTS, *(CNN_VARIANTS if cnn else []), *MODEL_ROWS,
+               *(n for n, (stem, _) in SCANNED.items() if cnn or stem != "cnn")]
+    for name in variants or default:
         if name in done:
             rows.append(done[name])
             continue
         print(f"  {name} ...", file=sys.stderr)
         if name in CNN_VARIANTS:
             rows.append(_cnn_row(name, CNN_VARIANTS[name], frames, out, uav, seed, progress))
+        elif name in SCANNED:
+            rows.append(_scanned_row(name, frames, out, uav, timing_images, progress))
         elif name in MODEL_ROWS:
             rows.append(_model_row(name, frames, out, uav_data, timing_images, seed, progress))
         else:
@@ -234,15 +251,102 @@ def _variant_row(name: str, frames: dict, cache: Path, uav_data, timing_images, 
     train = (src["split"] == "train").to_numpy()
     X_fit, y_fit = feats["source"][train], (src["label"] == "Positive").to_numpy(int)[train]
     start = time.perf_counter()
-    if augment:  # as pipelines.train_classical does for a spec with `augment`
-        copies = extract(src[train], Augmented(extractor, augment[0]), cache_dir=cache, progress=progress)
-        X_fit, y_fit = np.vstack([X_fit, copies]), np.concatenate([y_fit, y_fit])
+    X_add, y_add = [], []
+    for how in augment:
+        if how == "lines":  # hard negatives: sound training images crossed by joint-like lines
+            sound = src[train]["path"][y_fit == 0].tolist()
+            rng = np.random.default_rng(seed)
+            X_add.append(_features_of_arrays(extractor, [_with_lines(read_image(p, mode="gray"), rng) for p in sound]))
+            y_add.append(np.zeros(len(sound), int))
+        else:  # as pipelines.train_classical does for a spec with `augment`
+            X_add.append(extract(src[train], Augmented(extractor, how), cache_dir=cache, progress=progress))
+            y_add.append(y_fit)
+    X_fit, y_fit = np.vstack([X_fit, *X_add]), np.concatenate([y_fit, *y_add])
     clf = _classifier(kind, seed).fit(X_fit, y_fit)
     fit_s = time.perf_counter() - start
     return {"variant": name, "factor": factor, "classifier": kind, "n_features": int(feats["source"].shape[1]),
             "features_s": features_s, "fit_s": fit_s, "feature_ms": feature_ms(extractor, timing_images),
             **_score_all(frames, {n: _scores(clf, X) for n, X in feats.items()}, uav_data,
                          _scores(clf, uav_X) if uav_data else None)}
+
+
+def _with_lines(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``gray`` crossed by one or two straight dark lines from border to border, like a joint or a
+    formwork line: 2-8 px wide, 20-70 grey levels darker, softly edged; 70% of them within a few
+    degrees of horizontal or vertical."""
+    import cv2
+
+    h, w = gray.shape
+    out = gray.astype(np.float32)
+    for _ in range(rng.integers(1, 3)):
+        angle = np.radians(rng.choice([0, 90]) + rng.normal(0, 4) if rng.random() < 0.7 else rng.uniform(0, 180))
+        centre = np.array([rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)])
+        reach = np.array([np.cos(angle), np.sin(angle)]) * 2 * max(h, w)
+        line = np.zeros_like(out)
+        cv2.line(line, tuple(int(v) for v in centre - reach), tuple(int(v) for v in centre + reach), 1.0,
+                 int(rng.integers(2, 9)), cv2.LINE_AA)
+        out -= cv2.GaussianBlur(line, (0, 0), rng.uniform(0.5, 1.5)) * rng.uniform(20, 70)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+class _Tiled:
+    """``extractor`` on every tile of 1/k of an image's side: one image's features as a scanned row
+    computes them (for the feature time)."""
+
+    def __init__(self, extractor, k: float):
+        self.extractor, self.k = extractor, k
+
+    def transform(self, images):
+        return np.vstack([self.extractor.transform(_tiles(im, self.k)) for im in images])
+
+
+def _tiles(image: np.ndarray, k: float) -> list[np.ndarray]:
+    from crackbench.scan import tile_origins
+
+    tile = max(1, round(min(image.shape[:2]) / k))
+    return [image[y:y + tile, x:x + tile] for y in tile_origins(image.shape[0], tile, max(1, tile // 2))
+            for x in tile_origins(image.shape[1], tile, max(1, tile // 2))]
+
+
+def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_images, progress: bool) -> dict:
+    """Score a trained model's file (its base row's) by scanning each image with tiles of 1/k of its side."""
+    from tqdm.auto import tqdm
+
+    from crackbench.model import map_threads, threads_for
+    from crackbench.registry import load_model
+    from crackbench.scan import scan_image
+
+    stem, k = SCANNED[name]
+    path = out / "models" / (f"{stem}.keras" if stem == "cnn" else f"{stem}.skops")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: needs {path}, which the {stem!r} row writes: run that row first")
+    model = load_model(path)
+
+    def one(image) -> float:
+        if isinstance(image, str):
+            image = read_image(image, mode=model.input_mode)
+        return float(scan_image(model, image, tile=max(1, round(min(image.shape[:2]) / k)), n_jobs=1)
+                     .probabilities.max())
+
+    def scores(images, what: str) -> np.ndarray:
+        it = map_threads(one, images, threads_for(model, None, len(images)))
+        return np.fromiter(tqdm(it, total=len(images), desc=f"{stem} scans {what}", disable=not progress),
+                           float, len(images)) - 0.5
+
+    start = time.perf_counter()
+    out_scores = {}
+    for n, frame in frames.items():
+        s = np.full(len(frame), np.nan)
+        sel = frame["split"].isin(["val", "test"]).to_numpy()
+        s[sel] = scores(list(frame["path"][sel]), n)
+        out_scores[n] = s
+    uav_data = _uav_tiles(uav, mode=model.input_mode) if uav is not None else None
+    uav_scores = scores(uav_data[0], "uav75") if uav_data else None
+    row = {"variant": name, "factor": "matched scale (test time)", "classifier": stem, "n_features": 0,
+           "features_s": 0.0, "fit_s": 0.0, "scan_s": time.perf_counter() - start}
+    if stem != "cnn":
+        row["feature_ms"] = feature_ms(_Tiled(model.pipeline.named_steps["features"], k), timing_images)
+    return {**row, **_score_all(frames, out_scores, uav_data, uav_scores)}
 
 
 def _score_all(frames: dict, scores: dict, uav_data, uav_scores) -> dict:
@@ -331,14 +435,16 @@ def selection_score(row: dict, targets: list[str]) -> float:
 
 
 def choose(result: dict, *, within_latency: bool = False) -> str | None:
-    """The variant with the best :func:`selection_score` among the feature variants with source
-    validation accuracy >= MIN_SOURCE_VAL; with ``within_latency``, only among those whose
-    one-image feature time is at most MAX_LATENCY_RATIO times the LATENCY_BASELINE's."""
+    """The variant with the best :func:`selection_score` among the feature variants and the scanned
+    rows (matched scale) with source validation accuracy >= MIN_SOURCE_VAL; with ``within_latency``,
+    only among those whose one-image feature time is at most MAX_LATENCY_RATIO times the
+    LATENCY_BASELINE's."""
     targets = list(result["targets"])
     rows = {r["variant"]: r for r in result["variants"]}
     limit = (MAX_LATENCY_RATIO * rows[LATENCY_BASELINE]["feature_ms"] if within_latency and LATENCY_BASELINE in rows
              else float("inf"))
-    ok = [r for r in result["variants"] if r["source_val_accuracy"] >= MIN_SOURCE_VAL and r["variant"] in VARIANTS
+    ok = [r for r in result["variants"] if r["source_val_accuracy"] >= MIN_SOURCE_VAL
+          and (r["variant"] in VARIANTS or r["variant"] in SCANNED)
           and r.get("feature_ms", float("inf")) <= limit]
     return max(ok, key=lambda r: selection_score(r, targets))["variant"] if ok else None
 
@@ -426,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {folder}: no such folder", file=sys.stderr)
             return 1
     variants = args.variant
-    known = [*VARIANTS, *CNN_VARIANTS, *MODEL_ROWS]
+    known = [*VARIANTS, *CNN_VARIANTS, *MODEL_ROWS, *SCANNED]
     unknown = sorted(set(variants or []) - set(known))
     if unknown:
         print(f"error: unknown variants {unknown}; known: {known}", file=sys.stderr)

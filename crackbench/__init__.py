@@ -4,4 +4,4 @@ Data flows one way: ``crackbench`` (image I/O, dataset, split manifest, syntheti
 -> ``crackbench.features`` -> ``crackbench.pipelines`` / ``crackbench.cnn`` -> ``crackbench.benchmarks``.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.7.1"

@@ -3,12 +3,16 @@ made on validation columns only, the report and figure written."""
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from crackbench.benchmarks import transfer
 from crackbench.synthetic import make_synthetic_dataset, make_synthetic_photos
 
-VARIANTS = ["edges / svm", "ridge / rf", "edges+ridge / svm, train + zoomed-out copies", "edges-svm"]
+VARIANTS = ["edges / svm", "ridge / rf", "edges+ridge / svm, train + zoomed-out copies",
+            "edges+ridge / rf, train + zoomed-out copies + line negatives", "edges-svm",
+            "edges-svm, scanned with tiles of 1/2 the side"]
 
 
 def test_transfer_study_on_generated_data(synth_dir, tmp_path, capsys):
@@ -29,6 +33,9 @@ def test_transfer_study_on_generated_data(synth_dir, tmp_path, capsys):
             assert 0 <= r[key] <= (1 if key != "feature_ms" else 1000), (r["variant"], key, r[key])
         low, high = r["other_test_ba_ci"]
         assert low <= r["other_test_ba"] <= high
+    scanned = result["variants"][-1]
+    assert scanned["factor"] == "matched scale (test time)" and scanned["scan_s"] > 0
+    assert scanned["feature_ms"] > result["variants"][-2]["feature_ms"]  # nine tiles per image, not one
     # the choice uses validation columns only: changing every test column leaves it where it was
     flipped = [{**r, **{k: 1 - v for k, v in r.items() if "_test_" in k and isinstance(v, float)}}
                for r in result["variants"]]
@@ -48,3 +55,20 @@ def test_unknown_variant_and_missing_folder_are_one_line_errors(tmp_path, capsys
     assert "no such folder" in capsys.readouterr().err
     assert transfer.main(["--source", str(tmp_path), "--out", str(tmp_path / "o"), "--variant", "magic"]) == 1
     assert "unknown variants" in capsys.readouterr().err
+
+
+def test_line_negatives_and_scanned_tiles():
+    rng = np.random.default_rng(0)
+    gray = np.full((227, 227), 150, np.uint8)
+    lined = transfer._with_lines(gray, rng)
+    assert lined.shape == gray.shape and lined.dtype == np.uint8
+    assert (lined <= gray).all() and (lined <= 130).mean() > 0.005  # a dark line, nothing brightened
+    tiles = transfer._tiles(np.zeros((256, 256), np.uint8), 2.0)
+    assert len(tiles) == 9 and all(t.shape == (128, 128) for t in tiles)
+    assert len(transfer._tiles(np.zeros((227, 227), np.uint8), 1.5)) == 9
+
+
+def test_a_scanned_row_needs_its_model_file(synth_dir, tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="run that row first"):
+        transfer.run(synth_dir, {}, None, tmp_path / "o", variants=["robust-rf, scanned with tiles of 2/3 the side"],
+                     progress=False)
