@@ -274,6 +274,67 @@ def _fig_to_png(fig) -> bytes:
 
 
 
+#: where a label may go, in points from its point: right, then right-up/-down, left, above, below;
+#: then the same three times as far, joined to the point by a thin line
+_LABEL_SPOTS = [((6, 0), "left", "center"), ((5, 4), "left", "bottom"), ((5, -4), "left", "top"),
+                ((-6, 0), "right", "center"), ((-5, 4), "right", "bottom"), ((-5, -4), "right", "top"),
+                ((0, 8), "center", "bottom"), ((0, -8), "center", "top")]
+_LABEL_SPOTS += [((3 * dx, 3 * dy), ha, va) for (dx, dy), ha, va in _LABEL_SPOTS]
+
+
+def place_labels(ax, points, names, keep_off=(), fontsize: int = 8) -> list:
+    """Label each data point at the first spot beside it (``_LABEL_SPOTS``) that overlaps no label
+    placed before it, no point, no segment in ``keep_off`` (pairs of data points, e.g. error bars)
+    and stays inside the axes; where every spot overlaps, the one that overlaps least. Returns the
+    annotations. Deterministic: same points, same picture."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()  # final limits, so data -> pixels holds
+    renderer = fig.canvas.get_renderer()
+    pad = 4 * fig.dpi / 72  # a marker's radius, a cap's half width
+    to_px = ax.transData.transform
+    taken = [Bbox.from_extents(x - pad, y - pad, x + pad, y + pad) for x, y in to_px(points)]
+    for a, b in keep_off:  # a slanted segment as a chain of small boxes, not its bounding rectangle
+        (x0, y0), (x1, y1) = to_px([a, b])
+        n = max(1, int(np.hypot(x1 - x0, y1 - y0) / pad))
+        xs, ys = np.linspace(x0, x1, n + 1), np.linspace(y0, y1, n + 1)
+        taken += [Bbox.from_extents(min(xs[i], xs[i + 1]) - pad / 2, min(ys[i], ys[i + 1]) - pad / 2,
+                                    max(xs[i], xs[i + 1]) + pad / 2, max(ys[i], ys[i + 1]) + pad / 2)
+                  for i in range(n)]
+    frame = ax.get_window_extent(renderer)
+
+    def overlap(box) -> float:
+        area = sum(max(0.0, min(box.x1, t.x1) - max(box.x0, t.x0)) * max(0.0, min(box.y1, t.y1) - max(box.y0, t.y0))
+                   for t in taken)
+        outside = box.width * box.height - (max(0.0, min(box.x1, frame.x1) - max(box.x0, frame.x0))
+                                            * max(0.0, min(box.y1, frame.y1) - max(box.y0, frame.y0)))
+        return area + 10 * outside
+
+    placed = []
+    for xy, name in zip(points, names, strict=True):
+        best = None
+        for k, (offset, ha, va) in enumerate(_LABEL_SPOTS):
+            leader = {"arrowstyle": "-", "color": "grey", "lw": 0.5, "shrinkA": 0} if k >= 8 else None
+            label = ax.annotate(name, xy, textcoords="offset points", xytext=offset, ha=ha, va=va,
+                                fontsize=fontsize, arrowprops=leader)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer).padded(1.5)  # the text, not its leader line
+            cost = overlap(box)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, label, box)
+            else:
+                label.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+        placed.append(best[1])
+    return placed
+
+
 def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
     import matplotlib
 
@@ -287,13 +348,11 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
     cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
     colour = {m["name"]: cmap(i % cmap.N) for i, m in enumerate(models)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    pts = [(m["latency"]["p50_ms"], m["test"]["metrics"]["accuracy"], m["name"]) for m in models]
-    for k, (lat, acc, name) in enumerate(sorted(pts, key=lambda t: (t[0], t[1]["value"]))):
+    pts = sorted([(m["latency"]["p50_ms"], m["test"]["metrics"]["accuracy"], m["name"]) for m in models],
+                 key=lambda t: (t[0], t[1]["value"]))
+    for lat, acc, name in pts:
         ax.errorbar(lat, acc["value"], yerr=[[acc["value"] - acc["ci_low"]], [acc["ci_high"] - acc["value"]]],
                     fmt="o", capsize=3, color=colour[name])
-        # neighbours in latency take turns above and below their point, so close labels do not overlap
-        ax.annotate(name, (lat, acc["value"]), textcoords="offset points", xytext=(5, 4 if k % 2 else -11),
-                    fontsize=8)
     front, best = [], -1.0
     for lat, acc, _ in sorted(pts, key=lambda t: (t[0], -t[1]["value"])):
         if acc["value"] > best:
@@ -306,6 +365,9 @@ def _figures(run_dir: Path, results: dict) -> dict[str, bytes]:
     ax.set_xlabel("latency p50, one file -> label (ms, log scale)")
     ax.set_ylabel("test accuracy (95% CI)")
     ax.grid(alpha=0.3, which="both")
+    place_labels(ax, [(lat, acc["value"]) for lat, acc, _ in pts], [name for *_, name in pts],
+                 keep_off=[((lat, acc["ci_low"]), (lat, acc["ci_high"])) for lat, acc, _ in pts]
+                 + list(itertools.pairwise(front)))
     figs["accuracy_vs_latency"] = _fig_to_png(fig)
     plt.close(fig)
 

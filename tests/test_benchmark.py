@@ -284,3 +284,28 @@ def test_mistakes_of_a_perfect_model_are_none_and_the_rest_rank_by_confidence():
     test["right"] = [False, True, False, False]
     got = mistakes(test, 0.5, 2)
     assert got["n"] == 3 and [r["path"] for r in got["most_confident"]] == ["a", "c"]  # c and d tie: by path
+
+
+def test_labels_of_crowded_points_do_not_overlap():
+    import itertools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from crackbench.benchmarks.report import place_labels
+
+    # the crowded corner of a real run: three forests within 7% latency and 0.5 points of accuracy
+    points = [(14.4, 0.990), (14.7, 0.990), (14.8, 0.9905), (17.3, 0.9947), (1.9, 0.9947), (2.0, 0.9953)]
+    names = ["edges-rf", "combined-rf", "hog-rf-long-name", "robust-rf", "cnn", "combined-svm"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(*zip(*points, strict=True), "o")
+    ax.set_xscale("log")
+    labels = place_labels(ax, points, names, keep_off=[((x, y - 0.005), (x, y + 0.005)) for x, y in points])
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(label, renderer) for label in labels]  # the text, not a leader line
+    assert [label.get_text() for label in labels] == names
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    plt.close(fig)
