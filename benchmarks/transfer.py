@@ -122,8 +122,10 @@ LATENCY_BASELINE, MAX_LATENCY_RATIO = "edges / svm", 2.0
 # like the variants: the rows the README quotes. They take no part in the choice.
 MODEL_ROWS = ["edges-svm", "combined-svm", "robust-svm", "robust-rf"]
 
-# name -> the CNN's training augmentation (crackbench.cnn.train_cnn's ``augment``)
-CNN_VARIANTS = {"cnn (flips, quarter turns)": True, "cnn-aug (+ colour, blur, noise, JPEG, zoom-out)": "field"}
+# name -> crackbench.cnn.train_cnn's options (the model folder is the name's first word)
+CNN_VARIANTS = {"cnn (flips, quarter turns)": {"augment": True},
+                "cnn-aug (+ colour, blur, noise, JPEG, zoom-out)": {"augment": "field"},
+                "cnn-bn (batch-normalised; flips, quarter turns)": {"augment": True, "batch_norm": True}}
 
 # Scale matched at test time: a trained model (the registry rows' and the CNN's files) scores an
 # image as the highest probability of its tiles of 1/k of its side, half a tile apart, as
@@ -214,7 +216,7 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     timing_images = [read_image(p, mode="gray") for p in frames["source"]["path"][:100]]
     rows = []
     default = [*VARIANTS, *(CNN_VARIANTS if cnn else []), *MODEL_ROWS,
-               *(n for n, (stem, _) in SCANNED.items() if cnn or stem != "cnn")]
+               *(n for n, (stem, _) in SCANNED.items() if cnn or not stem.startswith("cnn"))]
     for name in variants or default:
         if name in done:
             rows.append(done[name])
@@ -317,7 +319,7 @@ def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
     from crackbench.scan import scan_image
 
     stem, k = SCANNED[name]
-    path = out / "models" / (f"{stem}.keras" if stem == "cnn" else f"{stem}.skops")
+    path = out / "models" / (f"{stem}.keras" if stem.startswith("cnn") else f"{stem}.skops")
     if not path.is_file():
         raise FileNotFoundError(f"{name}: needs {path}, which the {stem!r} row writes: run that row first")
     model = load_model(path)
@@ -344,7 +346,7 @@ def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
     uav_scores = scores(uav_data[0], "uav75") if uav_data else None
     row = {"variant": name, "factor": "matched scale (test time)", "classifier": stem, "n_features": 0,
            "features_s": 0.0, "fit_s": 0.0, "scan_s": time.perf_counter() - start}
-    if stem != "cnn":
+    if not stem.startswith("cnn"):
         row["feature_ms"] = feature_ms(_Tiled(model.pipeline.named_steps["features"], k), timing_images)
     return {**row, **_score_all(frames, out_scores, uav_data, uav_scores)}
 
@@ -391,15 +393,16 @@ def _best_threshold(y: np.ndarray, s: np.ndarray) -> float:
     return float(best)
 
 
-def _cnn_row(name: str, augment, frames: dict, out: Path, uav: Path | None, seed: int, progress: bool) -> dict:
-    """Train the reference CNN (``augment`` as in :func:`crackbench.cnn.train_cnn`) on the source's
+def _cnn_row(name: str, options: dict, frames: dict, out: Path, uav: Path | None, seed: int, progress: bool) -> dict:
+    """Train the reference CNN (``options`` of :func:`crackbench.cnn.train_cnn`) on the source's
     split and score it like the feature variants."""
-    from crackbench.cnn import train_cnn
+    from crackbench.cnn import save_model, train_cnn
 
+    stem = name.split()[0]
     start = time.perf_counter()
-    model = train_cnn(frames["source"], out / "models" / name.split()[0], seed=seed, augment=augment,
-                      progress=progress)
+    model = train_cnn(frames["source"], out / "models" / stem, seed=seed, progress=progress, name=stem, **options)
     fit_s = time.perf_counter() - start
+    save_model(model, out / "models" / f"{stem}.keras")  # for the scanned rows
     scores = {}
     for n, frame in frames.items():
         s = np.full(len(frame), np.nan)

@@ -28,27 +28,35 @@ _METADATA_ENTRY = "crackbench.json"
 
 def build_reference_cnn(input_shape: tuple[int, int, int] = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3),
                         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
-                        ) -> keras.Model:
+                        *, batch_norm: bool = False) -> keras.Model:
     """The original notebook's model, compiled: raw uint8 RGB in, P(crack) out.
 
     Rescaling(1/255) -> Conv2D(16, 3x3, relu) -> MaxPool -> Conv2D(32, 3x3, relu) -> MaxPool ->
     Conv2D(32, 3x3, relu) -> MaxPool -> Flatten -> Dense(256, relu) -> Dense(1, sigmoid);
     Adam, binary cross-entropy. Rescaling lives inside the model, so a saved model takes raw
-    images (resized to ``input_shape``).
+    images (resized to ``input_shape``). ``batch_norm=True`` builds its batch-normalised variant:
+    each convolution and the 256-unit layer without bias, then BatchNormalization, then ReLU.
     """
+    def block(layer):
+        if not batch_norm:
+            return [layer(activation="relu")]
+        # momentum 0.9, not Keras's 0.99: the inference statistics settle within tens of steps, so
+        # a small training set (a few hundred images) is not scored with half-initial statistics
+        return [layer(use_bias=False), keras.layers.BatchNormalization(momentum=0.9), keras.layers.ReLU()]
+
     model = keras.Sequential([
         keras.Input(shape=input_shape, name="image"),
         keras.layers.Rescaling(1.0 / 255),
-        keras.layers.Conv2D(16, (3, 3), activation="relu"),
+        *block(lambda **kw: keras.layers.Conv2D(16, (3, 3), **kw)),
         keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, (3, 3), activation="relu"),
+        *block(lambda **kw: keras.layers.Conv2D(32, (3, 3), **kw)),
         keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, (3, 3), activation="relu"),
+        *block(lambda **kw: keras.layers.Conv2D(32, (3, 3), **kw)),
         keras.layers.MaxPooling2D(),
         keras.layers.Flatten(),
-        keras.layers.Dense(256, activation="relu"),
+        *block(lambda **kw: keras.layers.Dense(256, **kw)),
         keras.layers.Dense(1, activation="sigmoid"),
-    ], name="reference_cnn")
+    ], name="reference_cnn_bn" if batch_norm else "reference_cnn")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                   metrics=["accuracy", keras.metrics.AUC(name="auc")])
     return model

@@ -157,6 +157,7 @@ def train_cnn(
     patience: int = 3,
     seed: int = 0,
     augment: bool | str = True,
+    batch_norm: bool = False,
     learning_rate: float = 3e-4,
     name: str = "cnn",
     positive_class: str | None = None,
@@ -174,7 +175,8 @@ def train_cnn(
     epoch (``checkpoint.keras`` may hold an earlier one). ``augment`` applies
     random flips and quarter turns to training images (never to val or test); ``"field"`` adds
     colour, blur, noise, JPEG and zoom-out changes (measured in docs/studies/transfer.md:
-    it did not help out of domain). ``name`` is the model's name in its metadata. ``learning_rate``
+    it did not help out of domain). ``batch_norm`` trains the batch-normalised variant of the
+    architecture (:func:`build_reference_cnn`). ``name`` is the model's name in its metadata. ``learning_rate``
     3e-4 rather than Adam's 1e-3: at 1e-3 the loss spikes and training collapses on the synthetic
     set, and on the real sample it stops lower. Both choices were measured on val (docs/studies/cnn.md).
     """
@@ -199,7 +201,7 @@ def train_cnn(
 
     steps = -(-len(train) // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps)
-    model = build_reference_cnn((image_size, image_size, 3), learning_rate=schedule)
+    model = build_reference_cnn((image_size, image_size, 3), learning_rate=schedule, batch_norm=batch_norm)
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
                                             start_from_epoch=epochs // 2)
     callbacks = [
@@ -225,12 +227,13 @@ def train_cnn(
         "tensorflow_version": tf.__version__,
         "name": name,
         "description": "reference Keras CNN (Conv16-Pool-Conv32-Pool-Conv32-Pool-Dense256-Dense1)"
+                       + (", batch-normalised" if batch_norm else "")
                        + (", trained with colour, blur, noise, JPEG and zoom-out augmentation" if augment == "field"
                           else ""),
         "params": {"image_size": image_size, "batch_size": batch_size, "max_epochs": epochs,
                    "patience": patience, "optimizer": "adam", "learning_rate": learning_rate,
                    "schedule": "cosine decay to 0 over max_epochs",
-                   "early_stopping_from_epoch": epochs // 2 + 1, "augment": augment},
+                   "early_stopping_from_epoch": epochs // 2 + 1, "augment": augment, "batch_norm": batch_norm},
         "classes": classes,
         "positive_class": classes[1],
         "input": {"decode": "rgb", "size": image_size,

@@ -31,6 +31,17 @@ def test_architecture_is_the_original_notebook():
     assert model.layers[0].scale == pytest.approx(1 / 255)  # raw uint8 in
 
 
+def test_batch_normalised_variant_keeps_the_notebook_layers_and_normalises_each():
+    model = build_reference_cnn((128, 128, 3), batch_norm=True)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    block = ["BatchNormalization", "ReLU"]
+    assert kinds == ["Rescaling", "Conv2D", *block, "MaxPooling2D", "Conv2D", *block, "MaxPooling2D", "Conv2D",
+                     *block, "MaxPooling2D", "Flatten", "Dense", *block, "Dense"]
+    hidden = [layer for layer in model.layers if type(layer).__name__ in ("Conv2D", "Dense")][:-1]
+    assert [getattr(h, "filters", None) or h.units for h in hidden] == [16, 32, 32, 256]
+    assert not any(h.use_bias for h in hidden)  # the normalisation's offset replaces the bias
+
+
 @pytest.fixture(scope="module")
 def easy_manifest(tmp_path_factory):
     """240 deliberately easy 48x48 images (a thick dark stroke or none on a noisy grey), so a few
@@ -186,6 +197,21 @@ def test_fully_convolutional_scan_gives_each_tile_what_the_network_gives_it_alon
         covered[t.y:t.y + t.height, t.x:t.x + t.width] = True
         assert 98 <= t.width <= 102 and 98 <= t.height <= 102  # 100 photo pixels, up to rounding
     assert covered.all()
+
+
+def test_batch_normalised_variant_learns_saves_and_scans_fully_convolutionally(easy_manifest, tmp_path):
+    from crackbench.scan import resample, scan_image
+
+    model = train_cnn(easy_manifest, tmp_path / "bn", image_size=48, epochs=4, batch_size=16, batch_norm=True,
+                      progress=False)
+    assert model.metadata["params"]["batch_norm"] and "batch-normalised" in model.metadata["description"]
+    assert model.metadata["val_metrics"]["roc_auc"] > 0.8
+    again = load_model(save_model(model, tmp_path / "bn.keras"))
+    assert again.grid_geometry() == (48, 8)  # normalisation is per pixel: the scan still shares its work
+    result = scan_image(again, _scan_photo(), tile=100)
+    resampled = resample(_scan_photo(), result.scale)
+    alone = model.predict_proba([resampled[y:y + 48, x:x + 48] for y in result.ys for x in result.xs])[:, 1]
+    np.testing.assert_allclose(result.probabilities.ravel(), alone, rtol=0, atol=1e-5)
 
 
 def test_a_network_that_cannot_run_fully_convolutionally_is_scanned_tile_by_tile(trained):
