@@ -127,6 +127,16 @@ CNN_VARIANTS = {"cnn (flips, quarter turns)": {"augment": True},
                 "cnn-aug (+ colour, blur, noise, JPEG, zoom-out)": {"augment": "field"},
                 "cnn-bn (batch-normalised; flips, quarter turns)": {"augment": True, "batch_norm": True}}
 
+# Models adapted to each target without labels: a batch-normalised CNN's normalisation statistics
+# (crackbench.cnn.adapt_batch_norm) or an SVM pipeline's feature standardisation
+# (crackbench.pipelines.adapt_standardization) taken from the target's unlabelled validation images,
+# then scored on that target's validation and test parts. They see target images, so they take no
+# part in the choice (trained on the source alone is the rule). name -> the row whose model file
+# it adapts
+ADAPTED = {"cnn-bn, normalisation adapted to each target's unlabelled validation images": "cnn-bn",
+           "robust-svm, standardisation adapted to each target's unlabelled validation images": "robust-svm",
+           "edges-svm, standardisation adapted to each target's unlabelled validation images": "edges-svm"}
+
 # Scale matched at test time: a trained model (the registry rows' and the CNN's files) scores an
 # image as the highest probability of its tiles of 1/k of its side, half a tile apart, as
 # `crackbench scan --tile <side/k>` does for a folder of patches (scans.csv's max_probability).
@@ -216,7 +226,8 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
     timing_images = [read_image(p, mode="gray") for p in frames["source"]["path"][:100]]
     rows = []
     default = [*VARIANTS, *(CNN_VARIANTS if cnn else []), *MODEL_ROWS,
-               *(n for n, (stem, _) in SCANNED.items() if cnn or not stem.startswith("cnn"))]
+               *(n for n, (stem, _) in SCANNED.items() if cnn or not stem.startswith("cnn")),
+               *(n for n, stem in ADAPTED.items() if cnn or not stem.startswith("cnn"))]
     for name in variants or default:
         if name in done:
             rows.append(done[name])
@@ -224,6 +235,8 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
         print(f"  {name} ...", file=sys.stderr)
         if name in CNN_VARIANTS:
             rows.append(_cnn_row(name, CNN_VARIANTS[name], frames, out, uav, seed, progress))
+        elif name in ADAPTED:
+            rows.append(_adapted_row(name, frames, out, uav, timing_images))
         elif name in SCANNED:
             rows.append(_scanned_row(name, frames, out, uav, timing_images, progress))
         elif name in MODEL_ROWS:
@@ -349,6 +362,47 @@ def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
     if not stem.startswith("cnn"):
         row["feature_ms"] = feature_ms(_Tiled(model.pipeline.named_steps["features"], k), timing_images)
     return {**row, **_score_all(frames, out_scores, uav_data, uav_scores)}
+
+
+def _adapted_row(name: str, frames: dict, out: Path, uav: Path | None, timing_images=None) -> dict:
+    """Score a model file adapted, per target, to the target's unlabelled validation images (the
+    source is scored by the model as trained)."""
+    from crackbench.registry import load_model
+
+    stem = ADAPTED[name]
+    cnn = stem.startswith("cnn")
+    path = out / "models" / (f"{stem}.keras" if cnn else f"{stem}.skops")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: needs {path}, which the {stem!r} row writes: run that row first")
+    model = load_model(path)
+    if cnn:
+        from crackbench.cnn import adapt_batch_norm as adapt
+    else:
+        from crackbench.pipelines import adapt_standardization as adapt
+    mode = model.input_mode
+    start = time.perf_counter()
+    scores = {}
+    for n, frame in frames.items():
+        s = np.full(len(frame), np.nan)
+        sel = frame["split"].isin(["val", "test"]).to_numpy()
+        images = [read_image(p, mode=mode) for p in frame["path"][sel]]
+        if n == "source":
+            s[sel] = model.predict_proba(images)[:, 1] - 0.5
+        else:
+            val = (frame["split"][sel] == "val").to_numpy()
+            site = adapt(model, [im for im, v in zip(images, val, strict=True) if v])
+            s[sel] = site.predict_proba(images)[:, 1] - 0.5
+        scores[n] = s
+    uav_data = _uav_tiles(uav, mode=mode) if uav is not None else None
+    uav_scores = None
+    if uav_data:
+        site = adapt(model, [t for t, part in zip(uav_data[0], uav_data[2], strict=True) if part == "val"])
+        uav_scores = site.predict_proba(uav_data[0])[:, 1] - 0.5
+    row = {"variant": name, "factor": "unsupervised adaptation (target images, no labels)", "classifier": stem,
+           "n_features": 0, "features_s": 0.0, "fit_s": time.perf_counter() - start}
+    if not cnn and timing_images:  # the same features as the model's own: adapting adds no time per image
+        row["feature_ms"] = feature_ms(model.pipeline.named_steps["features"], timing_images)
+    return {**row, **_score_all(frames, scores, uav_data, uav_scores)}
 
 
 def _score_all(frames: dict, scores: dict, uav_data, uav_scores) -> dict:
@@ -535,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {folder}: no such folder", file=sys.stderr)
             return 1
     variants = args.variant
-    known = [*VARIANTS, *CNN_VARIANTS, *MODEL_ROWS, *SCANNED]
+    known = [*VARIANTS, *CNN_VARIANTS, *MODEL_ROWS, *SCANNED, *ADAPTED]
     unknown = sorted(set(variants or []) - set(known))
     if unknown:
         print(f"error: unknown variants {unknown}; known: {known}", file=sys.stderr)

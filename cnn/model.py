@@ -18,8 +18,8 @@ from crackbench.errors import ModelFileError
 from crackbench.files import atomic_path
 from crackbench.model import ImageModel, check_metadata
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "build_reference_cnn", "fully_convolutional", "load_model", "resize_batch",
-           "save_model"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "adapt_batch_norm", "build_reference_cnn", "fully_convolutional",
+           "load_model", "resize_batch", "save_model"]
 
 #: Input side used unless told otherwise; chosen by measurement (docs/studies/cnn.md).
 DEFAULT_IMAGE_SIZE = 96
@@ -226,6 +226,61 @@ def fully_convolutional(model: keras.Model, side: int, *, atol: float = 1e-5) ->
                                     for y, x in origins]))).reshape(-1)
     expected = np.asarray(model.predict_on_batch(np.stack([probe[y:y + side, x:x + side] for y, x in origins])))
     return split if np.allclose(got, expected.reshape(-1), rtol=0, atol=atol) else None
+
+
+def check_adaptable(model: CNNModel) -> list[int]:
+    """The positions of ``model``'s BatchNormalization layers; a ValueError when there is none."""
+    layers = model.keras_model.layers
+    norms = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        raise ValueError(f"{model.name}: no batch normalisation to adapt; train with batch_norm=True")
+    return norms
+
+
+def adapt_batch_norm(model: CNNModel, images, *, batch_size: int = 64) -> CNNModel:
+    """A copy of ``model`` whose batch-normalisation statistics are those of ``images``.
+
+    Unlabelled images of the surface the model will score (a few hundred patches of one site)
+    stand in for the training images' statistics in every BatchNormalization layer: each layer's
+    mean and variance become those of its input over ``images``, with the layers before it
+    already adapted (AdaBN: Li et al., "Revisiting batch normalization for practical domain
+    adaptation", 2016). No label is used and no weight is trained; the model is otherwise the
+    same. Measured in docs/studies/transfer.md.
+
+    Parameters
+    ----------
+    model : CNNModel
+        A batch-normalised CNN (``train_cnn(batch_norm=True)``).
+    images : sequence of uint8 arrays
+        At least two images, grey or RGB, any size (resized as for prediction).
+
+    Raises
+    ------
+    ValueError
+        When the network has no BatchNormalization layer, or fewer than two images are given.
+    """
+    norms = check_adaptable(model)
+    net = model.keras_model
+    if len(images) < 2:
+        raise ValueError(f"adapting batch normalisation needs at least two images, got {len(images)}")
+    adapted = keras.models.clone_model(net)
+    adapted.set_weights(net.get_weights())
+    batches = [resize_batch(images[i:i + batch_size], model.image_size) for i in range(0, len(images), batch_size)]
+    for k in norms:
+        total = squares = count = 0
+        for batch in batches:  # the layer's input, every pixel of every image, per channel
+            x = batch.astype(np.float32)
+            for layer in adapted.layers[:k]:
+                x = layer(x, training=False)
+            x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+            total, squares, count = total + x.sum(axis=0), squares + np.square(x).sum(axis=0), count + len(x)
+        mean = total / count
+        gamma, beta, *_ = adapted.layers[k].get_weights()
+        adapted.layers[k].set_weights([gamma, beta, mean, np.maximum(squares / count - mean ** 2, 0.0)])
+    metadata = {**model.metadata, "adapted_batch_norm": {"n_images": len(images)},
+                "description": model.metadata.get("description", "") + f", batch normalisation adapted to "
+                                                                         f"{len(images)} unlabelled images"}
+    return CNNModel(adapted, metadata)
 
 
 def save_model(model: CNNModel, path: str | os.PathLike) -> Path:

@@ -18,11 +18,11 @@ from .errors import CrackbenchError, UsageError
 EXIT_DATA = 1
 
 
-def _print_table(rows: list[dict], columns: list[str]) -> None:
+def _print_table(rows: list[dict], columns: list[str], file=None) -> None:
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join(c.ljust(widths[c]) for c in columns), file=file)
     for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns), file=file)
 
 
 def _emit(obj, as_json: bool, text) -> None:
@@ -213,6 +213,33 @@ def _load_for_use(spec: str | None):
         print(f"using the built-in model {card['name']} (trained on {card['training_data']['name']}; "
               f"`crackbench models --card {card['name']}` says where not to trust it)", file=sys.stderr)
     return load_model(resolve_model(spec))
+
+
+def cmd_adapt(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .imageio import ImageError, read_image
+    from .model import iter_image_files
+    from .registry import adapt_model, check_adaptable, save_model
+
+    model = _load_for_use(args.model)
+    check_adaptable(model)  # a forest or the reference CNN: one line, before reading anything
+    paths = list(iter_image_files(args.paths))
+    if not paths:
+        raise UsageError("no image files found in the given paths")
+    images, skipped = [], []
+    for path in tqdm(paths, desc="read", unit="img", leave=False):
+        try:
+            images.append(read_image(path, mode=model.input_mode, max_pixels=args.max_pixels))
+        except ImageError as exc:
+            skipped.append({"path": path, "error": exc.reason, "detail": exc.detail})
+    if skipped:
+        _print_table(skipped, ["path", "error", "detail"], file=sys.stderr)
+        print(f"{len(skipped)} of {len(paths)} files could not be used (listed above)", file=sys.stderr)
+    adapted = adapt_model(model, images)
+    out = save_model(adapted, args.out)
+    print(f"adapted {model.name} to {len(images)} unlabelled images; wrote {out}")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -668,6 +695,19 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="CSV output")
     _add_scheduler_option(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("adapt", help="adapt a model to unlabelled images of a new surface (no labels needed)",
+                       description="Adapt a trained model to a new surface from unlabelled images of it: patches "
+                       "at the scale of the training images, a few hundred of them. An SVM pipeline standardises "
+                       "its features with their mean and spread; a batch-normalised CNN takes its normalisation "
+                       "statistics from them. Forests and the reference CNN have nothing to adapt.")
+    p.add_argument("--model", help="a .skops or .keras file from `crackbench train`, or a built-in model's name "
+                   "(default: the built-in edges-svm)")
+    p.add_argument("--out", required=True, help="the adapted model's file (.skops or .keras, as the model)")
+    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--max-pixels", type=_int_at_least(1), default=DEFAULT_MAX_PIXELS,
+                   help="refuse images with more pixels than this, before decoding (default %(default)s)")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("benchmark", help="train and evaluate every model on one split; write reports")
     src = p.add_mutually_exclusive_group()

@@ -23,8 +23,9 @@ from pathlib import Path
 from .errors import ModelFileError, UsageError
 from .model import ImageModel
 
-__all__ = ["BUILTIN_DIR", "DEFAULT_MODEL", "FILE_FORMATS", "ModelKind", "TrainOptions", "builtin_models", "get_kind",
-           "load_model", "model_card", "model_kinds", "render_card", "resolve_model", "train_model"]
+__all__ = ["BUILTIN_DIR", "DEFAULT_MODEL", "FILE_FORMATS", "ModelKind", "TrainOptions", "adapt_model", "builtin_models",
+           "check_adaptable", "get_kind", "load_model", "model_card", "model_kinds", "render_card", "resolve_model",
+           "save_model", "train_model"]
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,41 @@ def load_model(path: str | os.PathLike) -> ImageModel:
     model.source = (f"builtin:{path.name.removesuffix(path.suffix)}" if path.resolve().parent == BUILTIN_DIR.resolve()
                     else str(path.resolve()))
     return model
+
+
+def save_model(model: ImageModel, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` in its own format (``.skops`` classical, ``.keras`` CNN)."""
+    path = Path(path)
+    suffix = ".keras" if model.metadata.get("kind") == "cnn" else ".skops"
+    if path.suffix != suffix:
+        raise UsageError(f"a {model.name!r} model file must end in {suffix}, got {path.name!r}")
+    return _require(FILE_FORMATS[suffix], f"writing {path.name}").save_model(model, path)
+
+
+def adapt_model(model: ImageModel, images) -> ImageModel:
+    """``model`` adapted, without labels, to ``images`` of the surface it will score (patches at
+    the scale of its training images): an SVM pipeline standardises its features with their mean
+    and spread (:func:`crackbench.pipelines.adapt_standardization`), a batch-normalised CNN takes
+    its normalisation statistics from them (:func:`crackbench.cnn.adapt_batch_norm`). Other
+    models (the forests, the reference CNN) have nothing to adapt: a :class:`UsageError` says so."""
+    check_adaptable(model)
+    cnn = model.metadata.get("kind") == "cnn"
+    module = importlib.import_module("crackbench.cnn" if cnn else "crackbench.pipelines")
+    try:
+        return module.adapt_batch_norm(model, images) if cnn else module.adapt_standardization(model, images)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_adaptable(model: ImageModel) -> None:
+    """A :class:`UsageError` unless :func:`adapt_model` can adapt ``model`` (before any image is read)."""
+    cnn = model.metadata.get("kind") == "cnn"
+    _require(FILE_FORMATS[".keras" if cnn else ".skops"], f"adapting {model.name}")
+    module = importlib.import_module("crackbench.cnn.model" if cnn else "crackbench.pipelines.model")
+    try:
+        module.check_adaptable(model)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 #: Trained models shipped inside the package: ``<name>.skops`` and its model card ``<name>.card.json``,

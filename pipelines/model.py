@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import warnings
@@ -20,7 +21,8 @@ from crackbench.model import ImageModel, check_metadata
 
 from ._fast import MAX_ROWS, compile_tail
 
-__all__ = ["TRUSTED_TYPES", "ClassicalModel", "UntrustedModelError", "load_model", "save_model"]
+__all__ = ["TRUSTED_TYPES", "ClassicalModel", "UntrustedModelError", "adapt_standardization", "load_model",
+           "save_model"]
 
 # Types a crackbench model file may contain beyond skops' own trusted defaults. Exact names only:
 # anything else in a file is refused before a single object is constructed.
@@ -105,6 +107,45 @@ class ClassicalModel(ImageModel):
 
     def __repr__(self) -> str:
         return f"ClassicalModel({self.metadata.get('name')!r})"
+
+
+def check_adaptable(model: ClassicalModel) -> None:
+    """A ValueError unless ``model``'s pipeline has a fitted StandardScaler to adapt."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = model.pipeline.named_steps.get("scale")
+    if not isinstance(scaler, StandardScaler) or not hasattr(scaler, "scale_"):
+        raise ValueError(f"{model.name}: no feature standardisation to adapt (only the SVM pipelines have one)")
+
+
+def adapt_standardization(model: ClassicalModel, images) -> ClassicalModel:
+    """A copy of ``model`` that standardises its features with the statistics of ``images``.
+
+    Unlabelled images of the surface the model will score (a few hundred patches of one site, as
+    arrays or paths) give each feature's mean and spread, which replace the training images' in
+    the pipeline's StandardScaler: a feature then counts as high or low *for that surface*. This
+    is the handcrafted-feature counterpart of adapting a CNN's batch normalisation
+    (:func:`crackbench.cnn.adapt_batch_norm`). No label is used and nothing else changes.
+    Measured in docs/studies/transfer.md.
+
+    Raises
+    ------
+    ValueError
+        When the pipeline has no fitted StandardScaler (the forests use raw features), or fewer
+        than two images are given.
+    """
+    check_adaptable(model)
+    images = model._as_images(images)
+    if len(images) < 2:
+        raise ValueError(f"adapting the standardisation needs at least two images, got {len(images)}")
+    X = np.asarray(model.features(images), np.float64)
+    pipeline = copy.deepcopy(model.pipeline)
+    adapted = pipeline.named_steps["scale"]
+    adapted.mean_, adapted.var_, adapted.n_samples_seen_ = X.mean(axis=0), X.var(axis=0), len(X)
+    std = np.sqrt(adapted.var_)
+    adapted.scale_ = np.where(std < 10 * np.finfo(np.float64).eps, 1.0, std)  # a constant feature stays as is
+    metadata = {**model.metadata, "adapted_standardization": {"n_images": len(images)}}
+    return ClassicalModel(pipeline, metadata)
 
 
 def save_model(model: ClassicalModel, path: str | os.PathLike) -> Path:

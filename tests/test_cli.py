@@ -68,3 +68,43 @@ def test_split_writes_manifest_and_skipped_list(bad_corpus, tmp_path, capsys):
 def test_synth_command(tmp_path, capsys):
     assert main(["data", "synth", str(tmp_path / "s"), "--n", "4", "--seed", "1"]) == 0
     assert len(list((tmp_path / "s").rglob("*.jpg"))) == 4
+
+
+def test_adapt_writes_a_model_for_the_new_surface_and_lists_unusable_files(synth_dir, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    from crackbench.registry import load_model, resolve_model
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for path in sorted((synth_dir / "Negative").iterdir())[:40]:
+        shutil.copy(path, site / path.name)
+    (site / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "edges-site.skops"
+    assert main(["adapt", str(site), "--out", str(out)]) == 0  # the built-in edges-svm
+    captured = capsys.readouterr()
+    assert "adapted edges-svm to 40 unlabelled images" in captured.out
+    assert "broken.jpg" in captured.err and "1 of 41 files could not be used" in captured.err
+    adapted, builtin = load_model(out), load_model(resolve_model(None))
+    assert adapted.metadata["adapted_standardization"] == {"n_images": 40}
+    images = [str(p) for p in sorted(site.iterdir()) if p.name != "broken.jpg"][:10]
+    assert not np.allclose(adapted.predict_proba(images), builtin.predict_proba(images))
+
+
+def test_adapt_refuses_a_model_with_nothing_to_adapt_before_reading_images(synth_dir, tmp_path, capsys,
+                                                                           monkeypatch):
+    from crackbench import imageio
+    from crackbench.dataset import scan_dataset
+    from crackbench.manifest import split_dataset
+    from crackbench.pipelines import save_model, train_classical
+
+    forest = train_classical("edges-rf", split_dataset(scan_dataset(synth_dir, progress=False)), progress=False)
+    save_model(forest, tmp_path / "rf.skops")
+    monkeypatch.setattr(imageio, "read_image", lambda *a, **k: pytest.fail("read an image"))
+    args = ["adapt", "--model", str(tmp_path / "rf.skops"), str(synth_dir), "--out", str(tmp_path / "o.skops")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "no feature standardisation to adapt" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.skops").exists()

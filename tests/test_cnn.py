@@ -199,11 +199,16 @@ def test_fully_convolutional_scan_gives_each_tile_what_the_network_gives_it_alon
     assert covered.all()
 
 
-def test_batch_normalised_variant_learns_saves_and_scans_fully_convolutionally(easy_manifest, tmp_path):
+@pytest.fixture(scope="module")
+def trained_bn(easy_manifest, tmp_path_factory):
+    return train_cnn(easy_manifest, tmp_path_factory.mktemp("bn"), image_size=48, epochs=4, batch_size=16,
+                     batch_norm=True, progress=False)
+
+
+def test_batch_normalised_variant_learns_saves_and_scans_fully_convolutionally(trained_bn, tmp_path):
     from crackbench.scan import resample, scan_image
 
-    model = train_cnn(easy_manifest, tmp_path / "bn", image_size=48, epochs=4, batch_size=16, batch_norm=True,
-                      progress=False)
+    model = trained_bn
     assert model.metadata["params"]["batch_norm"] and "batch-normalised" in model.metadata["description"]
     assert model.metadata["val_metrics"]["roc_auc"] > 0.8
     again = load_model(save_model(model, tmp_path / "bn.keras"))
@@ -212,6 +217,39 @@ def test_batch_normalised_variant_learns_saves_and_scans_fully_convolutionally(e
     resampled = resample(_scan_photo(), result.scale)
     alone = model.predict_proba([resampled[y:y + 48, x:x + 48] for y in result.ys for x in result.xs])[:, 1]
     np.testing.assert_allclose(result.probabilities.ravel(), alone, rtol=0, atol=1e-5)
+
+
+def test_adapting_batch_norm_takes_each_layers_statistics_from_the_new_images(trained_bn, trained, tmp_path):
+    from crackbench.cnn import adapt_batch_norm
+    from crackbench.cnn.model import resize_batch
+
+    rng = np.random.default_rng(5)
+    site = [np.clip(rng.normal(rng.uniform(60, 90), 20, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(70)]
+    before = [layer.get_weights() for layer in trained_bn.keras_model.layers]
+    adapted = adapt_batch_norm(trained_bn, site, batch_size=32)  # three batches, the last one short
+    layers = adapted.keras_model.layers
+    first = next(i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.BatchNormalization))
+    x = resize_batch(site, 48).astype(np.float32)
+    for layer in layers[:first]:
+        x = np.asarray(layer(x, training=False))
+    _, _, mean, var = layers[first].get_weights()
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var, x.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-5)
+    # the original is untouched; the copy scores differently, keeps its other weights and saves
+    for layer, weights in zip(trained_bn.keras_model.layers, before, strict=True):
+        for now, then in zip(layer.get_weights(), weights, strict=True):
+            np.testing.assert_array_equal(now, then)
+    kernel = next(i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Conv2D))
+    np.testing.assert_array_equal(layers[kernel].get_weights()[0],
+                                  trained_bn.keras_model.layers[kernel].get_weights()[0])
+    assert np.abs(adapted.predict_proba(site)[:, 1] - trained_bn.predict_proba(site)[:, 1]).max() > 1e-3
+    again = load_model(save_model(adapted, tmp_path / "site.keras"))
+    assert again.metadata["adapted_batch_norm"] == {"n_images": 70}
+    np.testing.assert_allclose(again.predict_proba(site), adapted.predict_proba(site), atol=1e-6)
+    with pytest.raises(ValueError, match="batch_norm=True"):
+        adapt_batch_norm(trained[0], site)  # the reference CNN has nothing to adapt
+    with pytest.raises(ValueError, match="at least two"):
+        adapt_batch_norm(trained_bn, site[:1])
 
 
 def test_a_network_that_cannot_run_fully_convolutionally_is_scanned_tile_by_tile(trained):
@@ -245,3 +283,20 @@ def test_scan_speed_script_times_the_shared_grid_against_tile_by_tile(trained, t
     assert float(row[-2]) < 1e-5  # the grid's tiles, scored one at a time, give the same probabilities
     # 227-px tiles at a 48-px input: the stride rounds to a multiple of the pooling step (8)
     assert other[2].strip() == f"227 / {24 * 227 / 48:.4g}" and other[3].strip() == "-" and float(other[5]) > 0
+
+
+def test_transfer_study_scores_the_adapted_cnn_per_target_and_leaves_it_out_of_the_choice(trained_bn, easy_manifest,
+                                                                                          tmp_path):
+    from crackbench.benchmarks import transfer
+
+    save_model(trained_bn, tmp_path / "models" / "cnn-bn.keras")
+    source = read_manifest(easy_manifest)
+    target = source.assign(path=source["path"].sample(frac=1, random_state=0).to_numpy())  # other images
+    name = next(iter(transfer.ADAPTED))
+    row = transfer._adapted_row(name, {"source": source, "other": source}, tmp_path, None)
+    other = transfer._adapted_row(name, {"source": source, "other": target}, tmp_path, None)
+    assert row["other_test_auc"] > 0.8  # adapted to the target's own images, it still ranks them
+    assert 0 <= other["other_test_auc"] <= 1 and row["source_test_accuracy"] == other["source_test_accuracy"]
+    assert row["factor"].startswith("unsupervised adaptation")
+    # it saw target images, so the rule (trained on the source alone) leaves it out of the choice
+    assert transfer.choose({"targets": {"other": ""}, "variants": [{**row, "source_val_accuracy": 1.0}]}) is None

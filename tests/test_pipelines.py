@@ -212,3 +212,30 @@ def test_renamed_private_attribute_falls_back_to_scikit_learn_with_one_warning(t
         got = np.concatenate([fresh.predict_proba([p])[:, 1] for p in paths[:3]])
     assert len(record) == 1
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_adapting_the_standardisation_takes_the_new_images_feature_statistics(trained, synth_manifest, tmp_path):
+    from crackbench.pipelines import adapt_standardization
+
+    model = trained["edges-svm"]
+    paths, _ = _test_split(synth_manifest)
+    # the same surface seen darker and flatter: every feature moves, the model's view of it is reset
+    site = [(read_image(p, mode="gray") * 0.5 + 40).astype(np.uint8) for p in paths[:60]]
+    before = model.pipeline.named_steps["scale"].mean_.copy()
+    adapted = adapt_standardization(model, site)
+    X = model.features(site)
+    scaler = adapted.pipeline.named_steps["scale"]
+    np.testing.assert_allclose(scaler.mean_, X.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(scaler.scale_, np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0), rtol=1e-5)
+    np.testing.assert_array_equal(model.pipeline.named_steps["scale"].mean_, before)  # the original is untouched
+    np.testing.assert_allclose(adapted.pipeline.named_steps["scale"].transform(X).mean(axis=0), 0, atol=1e-6)
+    assert adapted.metadata["adapted_standardization"] == {"n_images": 60}
+    assert np.abs(adapted.predict_proba(site)[:, 1] - model.predict_proba(site)[:, 1]).max() > 1e-3
+    again = load_model(save_model(adapted, tmp_path / "site.skops"))  # still a safe, loadable model file
+    np.testing.assert_allclose(again.predict_proba(site), adapted.predict_proba(site), atol=1e-9)
+    assert np.allclose(adapt_standardization(model, paths[:60]).pipeline.named_steps["scale"].mean_,
+                       model.features([read_image(p, mode="gray") for p in paths[:60]]).mean(axis=0))
+    with pytest.raises(ValueError, match="only the SVM pipelines"):
+        adapt_standardization(trained["edges-rf"], site)
+    with pytest.raises(ValueError, match="at least two"):
+        adapt_standardization(model, site[:1])

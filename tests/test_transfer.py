@@ -12,6 +12,7 @@ from crackbench.synthetic import make_synthetic_dataset, make_synthetic_photos
 
 VARIANTS = ["edges / svm", "ridge / rf", "edges+ridge / svm, train + zoomed-out copies",
             "edges+ridge / rf, train + zoomed-out copies + line negatives", "edges-svm",
+            "edges-svm, standardisation adapted to each target's unlabelled validation images",
             "edges-svm, scanned with tiles of 1/2 the side"]
 
 
@@ -36,6 +37,9 @@ def test_transfer_study_on_generated_data(synth_dir, tmp_path, capsys):
     scanned = result["variants"][-1]
     assert scanned["factor"] == "matched scale (test time)" and scanned["scan_s"] > 0
     assert scanned["feature_ms"] > result["variants"][-2]["feature_ms"]  # nine tiles per image, not one
+    adapted = result["variants"][-2]
+    assert adapted["factor"].startswith("unsupervised adaptation") and result["chosen"] != adapted["variant"]
+    assert adapted["source_test_accuracy"] == result["variants"][-3]["source_test_accuracy"]  # not adapted there
     # the choice uses validation columns only: changing every test column leaves it where it was
     flipped = [{**r, **{k: 1 - v for k, v in r.items() if "_test_" in k and isinstance(v, float)}}
                for r in result["variants"]]
