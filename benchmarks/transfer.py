@@ -561,7 +561,10 @@ def figure(result: dict, path: Path) -> None:
     ax.set_xlim(0.3, 1.0)
     ax.set_xlabel("out-of-domain test score (0.5 = chance; dashed: the 0.80 aim)")
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(cols), frameon=False)
-    ax.set_title(f"Trained on {Path(result['source']).name} only", fontsize=10, pad=22)
+    title = f"Trained on {Path(result['source']).name} only"
+    if any(r["variant"] in ADAPTED for r in rows):
+        title += "\n(the adapted rows also saw the target's unlabelled images)"
+    ax.set_title(title, fontsize=10, pad=22, loc="right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
