@@ -27,6 +27,7 @@ there, so a rerun with more variants computes only the new ones.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -158,6 +159,7 @@ def _scores(clf, X) -> np.ndarray:
     return clf.predict_proba(X)[:, 1] - 0.5
 
 
+@functools.lru_cache(maxsize=2)  # grey and RGB: decoded once per run, whichever rows ask
 def _uav_tiles(folder: Path, tile: int = 128, stride: int = 64, min_fraction: float = 0.002, mode: str = "gray"):
     """Tiles (``mode`` grey or rgb) of every UAV75 photograph with their truth and the photograph's split."""
     from crackbench.scan import read_mask, tile_origins
@@ -219,7 +221,7 @@ def run(source: Path, targets: dict[str, Path], uav: Path | None, out: Path, *, 
         frame = read_manifest(manifest)
         # a target's training part is never used: features only for the parts that choose and report
         frames[name] = frame if name == "source" else frame[frame["split"].isin(["val", "test"])].reset_index(drop=True)
-    uav_data = _uav_tiles(uav) if uav is not None else None
+    uav_data = _uav_tiles(uav, mode="gray") if uav is not None else None
     previous = json.loads((out / "transfer.json").read_text()) if (out / "transfer.json").is_file() else {}
     done = {r["variant"]: r for r in previous.get("variants", [])}
 
@@ -315,12 +317,27 @@ class _Tiled:
         return np.vstack([self.extractor.transform(_tiles(im, self.k)) for im in images])
 
 
+def _tile_side(image: np.ndarray, k: float) -> int:
+    return max(1, round(min(image.shape[:2]) / k))
+
+
 def _tiles(image: np.ndarray, k: float) -> list[np.ndarray]:
+    """The tiles :func:`crackbench.scan.scan_image` scores at ``tile=_tile_side(image, k)``."""
     from crackbench.scan import tile_origins
 
-    tile = max(1, round(min(image.shape[:2]) / k))
+    tile = _tile_side(image, k)
     return [image[y:y + tile, x:x + tile] for y in tile_origins(image.shape[0], tile, max(1, tile // 2))
             for x in tile_origins(image.shape[1], tile, max(1, tile // 2))]
+
+
+def _row_model(name: str, stem: str, out: Path):
+    """The model file the ``stem`` row wrote, which row ``name`` scores another way."""
+    from crackbench.registry import load_model
+
+    path = out / "models" / (f"{stem}.keras" if stem.startswith("cnn") else f"{stem}.skops")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: needs {path}, which the {stem!r} row writes: run that row first")
+    return load_model(path)
 
 
 def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_images, progress: bool) -> dict:
@@ -328,20 +345,15 @@ def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
     from tqdm.auto import tqdm
 
     from crackbench.model import map_threads, threads_for
-    from crackbench.registry import load_model
     from crackbench.scan import scan_image
 
     stem, k = SCANNED[name]
-    path = out / "models" / (f"{stem}.keras" if stem.startswith("cnn") else f"{stem}.skops")
-    if not path.is_file():
-        raise FileNotFoundError(f"{name}: needs {path}, which the {stem!r} row writes: run that row first")
-    model = load_model(path)
+    model = _row_model(name, stem, out)
 
     def one(image) -> float:
         if isinstance(image, str):
             image = read_image(image, mode=model.input_mode)
-        return float(scan_image(model, image, tile=max(1, round(min(image.shape[:2]) / k)), n_jobs=1)
-                     .probabilities.max())
+        return float(scan_image(model, image, tile=_tile_side(image, k), n_jobs=1).probabilities.max())
 
     def scores(images, what: str) -> np.ndarray:
         it = map_threads(one, images, threads_for(model, None, len(images)))
@@ -349,12 +361,7 @@ def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
                            float, len(images)) - 0.5
 
     start = time.perf_counter()
-    out_scores = {}
-    for n, frame in frames.items():
-        s = np.full(len(frame), np.nan)
-        sel = frame["split"].isin(["val", "test"]).to_numpy()
-        s[sel] = scores(list(frame["path"][sel]), n)
-        out_scores[n] = s
+    out_scores = _val_test_scores(frames, lambda n, part: scores(list(part["path"]), n))
     uav_data = _uav_tiles(uav, mode=model.input_mode) if uav is not None else None
     uav_scores = scores(uav_data[0], "uav75") if uav_data else None
     row = {"variant": name, "factor": "matched scale (test time)", "classifier": stem, "n_features": 0,
@@ -367,32 +374,20 @@ def _scanned_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
 def _adapted_row(name: str, frames: dict, out: Path, uav: Path | None, timing_images=None) -> dict:
     """Score a model file adapted, per target, to the target's unlabelled validation images (the
     source is scored by the model as trained)."""
-    from crackbench.registry import load_model
+    from crackbench.registry import adapt_model as adapt
 
     stem = ADAPTED[name]
-    cnn = stem.startswith("cnn")
-    path = out / "models" / (f"{stem}.keras" if cnn else f"{stem}.skops")
-    if not path.is_file():
-        raise FileNotFoundError(f"{name}: needs {path}, which the {stem!r} row writes: run that row first")
-    model = load_model(path)
-    if cnn:
-        from crackbench.cnn import adapt_batch_norm as adapt
-    else:
-        from crackbench.pipelines import adapt_standardization as adapt
+    model = _row_model(name, stem, out)
     mode = model.input_mode
     start = time.perf_counter()
-    scores = {}
-    for n, frame in frames.items():
-        s = np.full(len(frame), np.nan)
-        sel = frame["split"].isin(["val", "test"]).to_numpy()
-        images = [read_image(p, mode=mode) for p in frame["path"][sel]]
-        if n == "source":
-            s[sel] = model.predict_proba(images)[:, 1] - 0.5
-        else:
-            val = (frame["split"][sel] == "val").to_numpy()
-            site = adapt(model, [im for im, v in zip(images, val, strict=True) if v])
-            s[sel] = site.predict_proba(images)[:, 1] - 0.5
-        scores[n] = s
+
+    def score(n: str, part: pd.DataFrame) -> np.ndarray:
+        images = [read_image(p, mode=mode) for p in part["path"]]
+        val = (part["split"] == "val").to_numpy()
+        site = model if n == "source" else adapt(model, [im for im, v in zip(images, val, strict=True) if v])
+        return site.predict_proba(images)[:, 1] - 0.5
+
+    scores = _val_test_scores(frames, score)
     uav_data = _uav_tiles(uav, mode=mode) if uav is not None else None
     uav_scores = None
     if uav_data:
@@ -400,9 +395,20 @@ def _adapted_row(name: str, frames: dict, out: Path, uav: Path | None, timing_im
         uav_scores = site.predict_proba(uav_data[0])[:, 1] - 0.5
     row = {"variant": name, "factor": "unsupervised adaptation (target images, no labels)", "classifier": stem,
            "n_features": 0, "features_s": 0.0, "fit_s": time.perf_counter() - start}
-    if not cnn and timing_images:  # the same features as the model's own: adapting adds no time per image
+    if not stem.startswith("cnn") and timing_images:  # the model's own features: no time added per image
         row["feature_ms"] = feature_ms(model.pipeline.named_steps["features"], timing_images)
     return {**row, **_score_all(frames, scores, uav_data, uav_scores)}
+
+
+def _val_test_scores(frames: dict, score) -> dict:
+    """Each frame's scores, ``score(name, rows)`` on its val and test rows and NaN elsewhere."""
+    out = {}
+    for n, frame in frames.items():
+        s = np.full(len(frame), np.nan)
+        sel = frame["split"].isin(["val", "test"]).to_numpy()
+        s[sel] = score(n, frame[sel])
+        out[n] = s
+    return out
 
 
 def _score_all(frames: dict, scores: dict, uav_data, uav_scores) -> dict:
@@ -456,13 +462,8 @@ def _cnn_row(name: str, options: dict, frames: dict, out: Path, uav: Path | None
     start = time.perf_counter()
     model = train_cnn(frames["source"], out / "models" / stem, seed=seed, progress=progress, name=stem, **options)
     fit_s = time.perf_counter() - start
-    save_model(model, out / "models" / f"{stem}.keras")  # for the scanned rows
-    scores = {}
-    for n, frame in frames.items():
-        s = np.full(len(frame), np.nan)
-        sel = frame["split"].isin(["val", "test"]).to_numpy()
-        s[sel] = model.predict_proba(list(frame["path"][sel]))[:, 1] - 0.5
-        scores[n] = s
+    save_model(model, out / "models" / f"{stem}.keras")  # for the scanned and adapted rows
+    scores = _val_test_scores(frames, lambda n, part: model.predict_proba(list(part["path"]))[:, 1] - 0.5)
     uav_data = _uav_tiles(uav, mode="rgb") if uav is not None else None
     uav_scores = model.predict_proba(uav_data[0])[:, 1] - 0.5 if uav_data else None
     return {"variant": name, "factor": "cnn", "classifier": name.split()[0], "n_features": 0, "features_s": 0.0,

@@ -13,8 +13,25 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('the reference CNN needs TensorFlow: pip install "crackbench[cnn]"') from exc
 
-from .model import DEFAULT_IMAGE_SIZE, CNNModel, adapt_batch_norm, build_reference_cnn, load_model, save_model
+from .model import (
+    DEFAULT_IMAGE_SIZE,
+    CNNModel,
+    adapt_batch_norm,
+    build_reference_cnn,
+    check_adaptable,
+    load_model,
+    save_model,
+)
 from .training import make_dataset, train_cnn
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "adapt_batch_norm", "build_reference_cnn", "load_model", "make_dataset",
-           "save_model", "train_cnn"]
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "CNNModel",
+    "adapt_batch_norm",
+    "build_reference_cnn",
+    "check_adaptable",
+    "load_model",
+    "make_dataset",
+    "save_model",
+    "train_cnn",
+]

@@ -35,14 +35,15 @@ class FileFormat:
 
     suffix: str
     module: str
+    adapter: str  # the module's function adapting a model to unlabelled images (after its check_adaptable)
     requires: tuple[str, ...] = ()
     extra: str | None = None
 
 
 #: Model file formats by suffix.
 FILE_FORMATS: dict[str, FileFormat] = {
-    ".skops": FileFormat(".skops", "crackbench.pipelines"),
-    ".keras": FileFormat(".keras", "crackbench.cnn", requires=("tensorflow", "keras"), extra="cnn"),
+    ".skops": FileFormat(".skops", "crackbench.pipelines", "adapt_standardization"),
+    ".keras": FileFormat(".keras", "crackbench.cnn", "adapt_batch_norm", requires=("tensorflow", "keras"), extra="cnn"),
 }
 
 # Distributions whose versions a result depends on (recorded in the benchmark's resume stamp).
@@ -179,13 +180,16 @@ def load_model(path: str | os.PathLike) -> ImageModel:
     return model
 
 
+def _format_of(model: ImageModel) -> FileFormat:
+    return FILE_FORMATS[".keras" if model.metadata.get("kind") == "cnn" else ".skops"]
+
+
 def save_model(model: ImageModel, path: str | os.PathLike) -> Path:
     """Write ``model`` to ``path`` in its own format (``.skops`` classical, ``.keras`` CNN)."""
-    path = Path(path)
-    suffix = ".keras" if model.metadata.get("kind") == "cnn" else ".skops"
-    if path.suffix != suffix:
-        raise UsageError(f"a {model.name!r} model file must end in {suffix}, got {path.name!r}")
-    return _require(FILE_FORMATS[suffix], f"writing {path.name}").save_model(model, path)
+    path, fmt = Path(path), _format_of(model)
+    if path.suffix != fmt.suffix:
+        raise UsageError(f"a {model.name!r} model file must end in {fmt.suffix}, got {path.name!r}")
+    return _require(fmt, f"writing {path.name}").save_model(model, path)
 
 
 def adapt_model(model: ImageModel, images) -> ImageModel:
@@ -194,24 +198,26 @@ def adapt_model(model: ImageModel, images) -> ImageModel:
     and spread (:func:`crackbench.pipelines.adapt_standardization`), a batch-normalised CNN takes
     its normalisation statistics from them (:func:`crackbench.cnn.adapt_batch_norm`). Other
     models (the forests, the reference CNN) have nothing to adapt: a :class:`UsageError` says so."""
-    check_adaptable(model)
-    cnn = model.metadata.get("kind") == "cnn"
-    module = importlib.import_module("crackbench.cnn" if cnn else "crackbench.pipelines")
+    adapt = _adapter(model)
     try:
-        return module.adapt_batch_norm(model, images) if cnn else module.adapt_standardization(model, images)
-    except ValueError as exc:
+        return adapt(model, images)
+    except ValueError as exc:  # too few images
         raise UsageError(str(exc)) from None
 
 
 def check_adaptable(model: ImageModel) -> None:
     """A :class:`UsageError` unless :func:`adapt_model` can adapt ``model`` (before any image is read)."""
-    cnn = model.metadata.get("kind") == "cnn"
-    _require(FILE_FORMATS[".keras" if cnn else ".skops"], f"adapting {model.name}")
-    module = importlib.import_module("crackbench.cnn.model" if cnn else "crackbench.pipelines.model")
+    _adapter(model)
+
+
+def _adapter(model: ImageModel):
+    fmt = _format_of(model)
+    module = _require(fmt, f"adapting {model.name}")
     try:
         module.check_adaptable(model)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    return getattr(module, fmt.adapter)
 
 
 #: Trained models shipped inside the package: ``<name>.skops`` and its model card ``<name>.card.json``,

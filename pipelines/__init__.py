@@ -3,7 +3,15 @@
 >>> from crackbench.pipelines import make_pipeline, train_classical, save_model, load_model
 """
 
-from .model import TRUSTED_TYPES, ClassicalModel, UntrustedModelError, adapt_standardization, load_model, save_model
+from .model import (
+    TRUSTED_TYPES,
+    ClassicalModel,
+    UntrustedModelError,
+    adapt_standardization,
+    check_adaptable,
+    load_model,
+    save_model,
+)
 from .registry import PIPELINES, PipelineSpec, make_pipeline
 from .training import train_classical
 
@@ -13,7 +21,7 @@ __all__ = [
     "ClassicalModel",
     "PipelineSpec",
     "UntrustedModelError",
-    "adapt_standardization",
+    "adapt_standardization", "check_adaptable",
     "load_model",
     "make_pipeline",
     "save_model",

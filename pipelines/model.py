@@ -21,8 +21,8 @@ from crackbench.model import ImageModel, check_metadata
 
 from ._fast import MAX_ROWS, compile_tail
 
-__all__ = ["TRUSTED_TYPES", "ClassicalModel", "UntrustedModelError", "adapt_standardization", "load_model",
-           "save_model"]
+__all__ = ["TRUSTED_TYPES", "ClassicalModel", "UntrustedModelError", "adapt_standardization", "check_adaptable",
+           "load_model", "save_model"]
 
 # Types a crackbench model file may contain beyond skops' own trusted defaults. Exact names only:
 # anything else in a file is refused before a single object is constructed.
