@@ -24,14 +24,5 @@ from .model import (
 )
 from .training import make_dataset, train_cnn
 
-__all__ = [
-    "DEFAULT_IMAGE_SIZE",
-    "CNNModel",
-    "adapt_batch_norm",
-    "build_reference_cnn",
-    "check_adaptable",
-    "load_model",
-    "make_dataset",
-    "save_model",
-    "train_cnn",
-]
+__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "adapt_batch_norm", "build_reference_cnn", "check_adaptable", "load_model",
+           "make_dataset", "save_model", "train_cnn"]

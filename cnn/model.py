@@ -18,17 +18,8 @@ from crackbench.errors import ModelFileError
 from crackbench.files import atomic_path
 from crackbench.model import ImageModel, check_metadata
 
-__all__ = [
-    "DEFAULT_IMAGE_SIZE",
-    "CNNModel",
-    "adapt_batch_norm",
-    "build_reference_cnn",
-    "check_adaptable",
-    "fully_convolutional",
-    "load_model",
-    "resize_batch",
-    "save_model",
-]
+__all__ = ["DEFAULT_IMAGE_SIZE", "CNNModel", "adapt_batch_norm", "build_reference_cnn", "check_adaptable",
+           "fully_convolutional", "load_model", "resize_batch", "save_model"]
 
 #: Input side used unless told otherwise; chosen by measurement (docs/studies/cnn.md).
 DEFAULT_IMAGE_SIZE = 96
